@@ -1,7 +1,19 @@
 package chatproto
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Default limits, used for each Limits field that is zero or negative.
@@ -37,6 +49,33 @@ type Limits struct {
 	MaxFileBytes int64
 }
 
+// orDefaults returns a copy of l with every unset field set to its default.
+func (l *Limits) orDefaults() Limits {
+	var v Limits
+	if l != nil {
+		v = *l
+	}
+	if v.MaxBodyBytes <= 0 {
+		v.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if v.MaxMultipartBytes <= 0 {
+		v.MaxMultipartBytes = DefaultMaxMultipartBytes
+	}
+	if v.MaxMessages <= 0 {
+		v.MaxMessages = DefaultMaxMessages
+	}
+	if v.MaxContentBytes <= 0 {
+		v.MaxContentBytes = DefaultMaxContentBytes
+	}
+	if v.MaxFiles <= 0 {
+		v.MaxFiles = DefaultMaxFiles
+	}
+	if v.MaxFileBytes <= 0 {
+		v.MaxFileBytes = DefaultMaxFileBytes
+	}
+	return v
+}
+
 // DecodeRequest reads and validates the protocol request in r's body, which
 // is either application/json or multipart/form-data (see the package
 // documentation), within the bounds of lim (nil means the defaults).
@@ -44,8 +83,560 @@ type Limits struct {
 // Every error it returns is an *Error whose Status is 400, 413 or 415 and
 // whose Message names the field at fault; pass it to WriteError as it is.
 // DecodeRequest does not check the method or the path, and it does not close
-// the body.
+// the body. It is safe to call from many goroutines at once.
 func DecodeRequest(r *http.Request, lim *Limits) (*Request, error) {
-	return nil, &Error{Status: http.StatusNotImplemented, Code: CodeInternal,
-		Message: "not implemented yet"}
+	l := lim.orDefaults()
+
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil, errMediaType("Content-Type: missing; want application/json " +
+			"or multipart/form-data")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return nil, errMediaType(fmt.Sprintf("Content-Type: %s cannot be parsed; want "+
+			"application/json or multipart/form-data", quoteShort(ct)))
+	}
+
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	switch mt {
+	case "application/json":
+		if e := checkCharset("Content-Type", params); e != nil {
+			return nil, e
+		}
+		if r.ContentLength > l.MaxBodyBytes {
+			return nil, errTooLarge("body: %d bytes, over the limit of %d",
+				r.ContentLength, l.MaxBodyBytes)
+		}
+		b, e := readLimited(body, l.MaxBodyBytes, "body")
+		if e != nil {
+			return nil, e
+		}
+		req, e := parseRequest(b, "body", &l)
+		if e != nil {
+			return nil, e
+		}
+		return req, nil
+	case "multipart/form-data":
+		if r.ContentLength > l.MaxMultipartBytes {
+			return nil, errTooLarge("body: %d bytes, over the limit of %d",
+				r.ContentLength, l.MaxMultipartBytes)
+		}
+		req, e := decodeMultipart(body, params["boundary"], &l)
+		if e != nil {
+			return nil, e
+		}
+		return req, nil
+	default:
+		return nil, errMediaType(fmt.Sprintf("Content-Type: %s is not supported; want "+
+			"application/json or multipart/form-data", quoteShort(mt)))
+	}
+}
+
+// checkCharset accepts media type parameters without a charset or with UTF-8.
+func checkCharset(where string, params map[string]string) *Error {
+	cs, ok := params["charset"]
+	if !ok || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8") {
+		return nil
+	}
+	return errMediaType(fmt.Sprintf("%s: charset %s is not supported; want utf-8",
+		where, quoteShort(cs)))
+}
+
+// readLimited reads all of r, failing with CodeTooLarge past max bytes.
+func readLimited(r io.Reader, max int64, where string) ([]byte, *Error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, errTooLarge("%s: larger than the limit of %d bytes", where, mbe.Limit)
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest,
+			Message: where + ": could not be read", Err: err}
+	}
+	if int64(len(b)) > max {
+		return nil, errTooLarge("%s: larger than the limit of %d bytes", where, max)
+	}
+	return b, nil
+}
+
+// parseRequest validates and decodes the JSON of a request. where names the
+// JSON's place ("body" or "json part") in messages about the whole value.
+func parseRequest(b []byte, where string, l *Limits) (*Request, *Error) {
+	raw, e := parseJSONValue(b, where)
+	if e != nil {
+		return nil, e
+	}
+	if raw[0] != '{' {
+		return nil, errInvalid("%s: must be a JSON object, got %s", where, kind(raw))
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, errInvalid("%s: %v", where, err)
+	}
+
+	req := &Request{}
+	msgs, e := parseMessages(top, l)
+	if e != nil {
+		return nil, e
+	}
+	req.Messages = msgs
+	if req.Context, e = objectOrNull(top["context"], "context"); e != nil {
+		return nil, e
+	}
+	if ss := top["sessionState"]; len(ss) > 0 && !isNull(ss) {
+		req.SessionState = ss
+	}
+	return req, nil
+}
+
+// parseJSONValue checks that b holds exactly one well-formed JSON value in
+// UTF-8 and returns it with surrounding white space removed.
+func parseJSONValue(b []byte, where string) (json.RawMessage, *Error) {
+	if !utf8.Valid(b) {
+		return nil, errJSON("%s: invalid UTF-8 at byte %d", where, invalidUTF8At(b))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		var se *json.SyntaxError
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil, errJSON("%s: empty; want a JSON object", where)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, errJSON("%s: the JSON value ends early", where)
+		case errors.As(err, &se):
+			return nil, errJSON("%s: invalid JSON at byte %d: %v", where, se.Offset, se)
+		default:
+			return nil, errJSON("%s: invalid JSON: %v", where, err)
+		}
+	}
+	off := dec.InputOffset()
+	if rest := bytes.TrimLeft(b[off:], " \t\r\n"); len(rest) > 0 {
+		return nil, errJSON("%s: data after the JSON value at byte %d", where,
+			int64(len(b)-len(rest)))
+	}
+	return raw, nil
+}
+
+// parseMessages validates and decodes the messages member of a request.
+func parseMessages(top map[string]json.RawMessage, l *Limits) ([]Message, *Error) {
+	rawMsgs, ok := top["messages"]
+	if !ok {
+		return nil, errInvalid("messages: missing")
+	}
+	if rawMsgs[0] != '[' {
+		return nil, errInvalid("messages: must be an array, got %s", kind(rawMsgs))
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(rawMsgs, &items); err != nil {
+		return nil, errInvalid("messages: %v", err)
+	}
+	if len(items) == 0 {
+		return nil, errInvalid("messages: must not be empty")
+	}
+	if len(items) > l.MaxMessages {
+		return nil, errTooLarge("messages: %d messages, over the limit of %d",
+			len(items), l.MaxMessages)
+	}
+
+	msgs := make([]Message, len(items))
+	for i, item := range items {
+		m, e := parseMessage(i, item, l)
+		if e != nil {
+			return nil, e
+		}
+		msgs[i] = m
+	}
+	return msgs, nil
+}
+
+// parseMessage validates and decodes messages[i].
+func parseMessage(i int, item json.RawMessage, l *Limits) (Message, *Error) {
+	var m Message
+	if item[0] != '{' {
+		return m, errInvalid("messages[%d]: must be an object, got %s", i, kind(item))
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(item, &fields); err != nil {
+		return m, errInvalid("messages[%d]: %v", i, err)
+	}
+
+	role, e := stringField(fields, fmt.Sprintf("messages[%d].role", i), "role")
+	if e != nil {
+		return m, e
+	}
+	m.Role = Role(role)
+	if !m.Role.Valid() {
+		return m, errInvalid("messages[%d].role: %s is not a role; want user, "+
+			"assistant or system", i, quoteShort(role))
+	}
+
+	m.Content, e = stringField(fields, fmt.Sprintf("messages[%d].content", i), "content")
+	if e != nil {
+		return m, e
+	}
+	if len(m.Content) > l.MaxContentBytes {
+		return m, errTooLarge("messages[%d].content: %d bytes, over the limit of %d",
+			i, len(m.Content), l.MaxContentBytes)
+	}
+
+	m.Context, e = objectOrNull(fields["context"], fmt.Sprintf("messages[%d].context", i))
+	return m, e
+}
+
+// stringField returns the string member key of fields, named field in errors.
+func stringField(fields map[string]json.RawMessage, field, key string) (string, *Error) {
+	raw, ok := fields[key]
+	if !ok {
+		return "", errInvalid("%s: missing", field)
+	}
+	if raw[0] != '"' {
+		return "", errInvalid("%s: must be a string, got %s", field, kind(raw))
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errInvalid("%s: %v", field, err)
+	}
+	return s, nil
+}
+
+// objectOrNull returns raw when it is an object, nil when it is absent or
+// null, and an error naming field otherwise.
+func objectOrNull(raw json.RawMessage, field string) (json.RawMessage, *Error) {
+	switch {
+	case len(raw) == 0 || isNull(raw):
+		return nil, nil
+	case raw[0] != '{':
+		return nil, errInvalid("%s: must be an object, got %s", field, kind(raw))
+	}
+	return raw, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// kind names the JSON type of raw, which must be a well-formed value.
+func kind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// invalidUTF8At returns the offset of the first invalid UTF-8 sequence in b.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// quoteShort quotes s for an error message, cutting it to a readable length.
+func quoteShort(s string) string {
+	const max = 40
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// decodeMultipart decodes a multipart/form-data request: one part named json
+// holding the request, and file parts named messages[i].files[j].
+func decodeMultipart(body io.Reader, boundary string, l *Limits) (*Request, *Error) {
+	if boundary == "" {
+		return nil, errMultipart("Content-Type: multipart/form-data without a boundary")
+	}
+	lr := &limitedReader{r: body, n: l.MaxMultipartBytes}
+	mr := multipart.NewReader(lr, boundary)
+
+	// overLimit turns a read failure into the right error.
+	overLimit := func(err error, where string) *Error {
+		if lr.over {
+			return errTooLarge("body: larger than the limit of %d bytes", l.MaxMultipartBytes)
+		}
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return errTooLarge("body: larger than the limit of %d bytes", mbe.Limit)
+		}
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidMultipart,
+			Message: where + ": malformed multipart body", Err: err}
+	}
+
+	var req *Request
+	type fileKey struct{ i, j int }
+	files := map[fileKey]File{}
+	var order []fileKey
+	for n := 0; ; n++ {
+		p, err := mr.NextRawPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, overLimit(err, "body")
+		}
+
+		name, filename, e := partName(p.Header, n)
+		if e != nil {
+			return nil, e
+		}
+		if name == "json" {
+			if req != nil {
+				return nil, errMultipart("json part: sent twice")
+			}
+			if e := checkJSONPartType(p.Header); e != nil {
+				return nil, e
+			}
+			b, err := io.ReadAll(io.LimitReader(p, l.MaxBodyBytes+1))
+			if err != nil {
+				return nil, overLimit(err, "json part")
+			}
+			if int64(len(b)) > l.MaxBodyBytes {
+				return nil, errTooLarge("json part: larger than the limit of %d bytes",
+					l.MaxBodyBytes)
+			}
+			if req, e = parseRequest(b, "json part", l); e != nil {
+				return nil, e
+			}
+			continue
+		}
+
+		i, j, ok := parseFileName(name)
+		if !ok {
+			return nil, errMultipart(fmt.Sprintf("part %d: unexpected name %s; want json "+
+				"or messages[i].files[j]", n, quoteShort(name)))
+		}
+		k := fileKey{i, j}
+		if _, dup := files[k]; dup {
+			return nil, errMultipart(name + ": sent twice")
+		}
+		if len(files) >= l.MaxFiles {
+			return nil, errTooLarge("%s: more than the limit of %d files", name, l.MaxFiles)
+		}
+		data, err := io.ReadAll(io.LimitReader(p, l.MaxFileBytes+1))
+		if err != nil {
+			return nil, overLimit(err, name)
+		}
+		if int64(len(data)) > l.MaxFileBytes {
+			return nil, errTooLarge("%s: larger than the limit of %d bytes", name,
+				l.MaxFileBytes)
+		}
+		files[k] = File{Name: filename, ContentType: p.Header.Get("Content-Type"), Data: data}
+		order = append(order, k)
+	}
+
+	if req == nil {
+		return nil, errMultipart("json part: missing; the request goes in a part named json")
+	}
+
+	// Attach the files in the order of j, which must run from 0 without gaps.
+	slices.SortFunc(order, func(a, b fileKey) int {
+		if a.i != b.i {
+			return a.i - b.i
+		}
+		return a.j - b.j
+	})
+	for _, k := range order {
+		if k.i >= len(req.Messages) {
+			return nil, errMultipart(fmt.Sprintf("messages[%d].files[%d]: no message %d; "+
+				"the request has %d", k.i, k.j, k.i, len(req.Messages)))
+		}
+		m := &req.Messages[k.i]
+		if k.j != len(m.Files) {
+			return nil, errMultipart(fmt.Sprintf("messages[%d].files[%d]: files[%d] "+
+				"is missing", k.i, k.j, len(m.Files)))
+		}
+		m.Files = append(m.Files, files[k])
+	}
+	return req, nil
+}
+
+// partName returns the name and file name of part n from its
+// Content-Disposition. It accepts names that are not quoted even where they
+// hold characters that need quoting, such as messages[0].files[0].
+func partName(h textproto.MIMEHeader, n int) (name, filename string, e *Error) {
+	cd := h.Get("Content-Disposition")
+	if cd == "" {
+		return "", "", errMultipart(fmt.Sprintf("part %d: no Content-Disposition", n))
+	}
+	typ, params, err := mime.ParseMediaType(cd)
+	if err != nil {
+		typ, params, err = parseDispositionLoosely(cd)
+		if err != nil {
+			return "", "", errMultipart(fmt.Sprintf("part %d: Content-Disposition: %v", n, err))
+		}
+	}
+	if typ != "form-data" {
+		return "", "", errMultipart(fmt.Sprintf("part %d: Content-Disposition is %s, "+
+			"want form-data", n, quoteShort(typ)))
+	}
+	name, ok := params["name"]
+	if !ok || name == "" {
+		return "", "", errMultipart(fmt.Sprintf("part %d: Content-Disposition has no name", n))
+	}
+	return name, params["filename"], nil
+}
+
+// parseDispositionLoosely parses a Content-Disposition value whose parameter
+// values may be unquoted tokens holding separators like '[' (which
+// mime.ParseMediaType rejects). Quoted values may escape characters with '\'.
+func parseDispositionLoosely(v string) (string, map[string]string, error) {
+	typ, rest, _ := strings.Cut(v, ";")
+	typ = strings.ToLower(strings.TrimSpace(typ))
+	params := map[string]string{}
+	for rest = strings.TrimSpace(rest); rest != ""; rest = strings.TrimSpace(rest) {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return "", nil, errors.New("parameter without a value")
+		}
+		key = strings.ToLower(strings.TrimSpace(key))
+		after = strings.TrimLeft(after, " \t")
+		var val string
+		if strings.HasPrefix(after, `"`) {
+			var b strings.Builder
+			k := 1
+			for ; k < len(after) && after[k] != '"'; k++ {
+				if after[k] == '\\' && k+1 < len(after) {
+					k++
+				}
+				b.WriteByte(after[k])
+			}
+			if k >= len(after) {
+				return "", nil, errors.New("unterminated quoted value")
+			}
+			val, rest = b.String(), after[k+1:]
+			rest = strings.TrimSpace(rest)
+			if rest != "" && !strings.HasPrefix(rest, ";") {
+				return "", nil, errors.New("text after a quoted value")
+			}
+			rest = strings.TrimPrefix(rest, ";")
+		} else {
+			val, rest, _ = strings.Cut(after, ";")
+			val = strings.TrimSpace(val)
+		}
+		if _, dup := params[key]; dup {
+			return "", nil, fmt.Errorf("parameter %s twice", quoteShort(key))
+		}
+		params[key] = val
+	}
+	return typ, params, nil
+}
+
+// checkJSONPartType accepts a json part with no Content-Type or with
+// application/json in UTF-8.
+func checkJSONPartType(h textproto.MIMEHeader) *Error {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return errMediaType(fmt.Sprintf("json part: Content-Type %s is not supported; "+
+			"want application/json", quoteShort(ct)))
+	}
+	return checkCharset("json part: Content-Type", params)
+}
+
+// parseFileName parses a file part's name, messages[i].files[j], where i and j
+// are decimal without leading zeros.
+func parseFileName(name string) (i, j int, ok bool) {
+	rest, ok := strings.CutPrefix(name, "messages[")
+	if !ok {
+		return 0, 0, false
+	}
+	if i, rest, ok = cutIndex(rest); !ok {
+		return 0, 0, false
+	}
+	if rest, ok = strings.CutPrefix(rest, ".files["); !ok {
+		return 0, 0, false
+	}
+	if j, rest, ok = cutIndex(rest); !ok || rest != "" {
+		return 0, 0, false
+	}
+	return i, j, true
+}
+
+// cutIndex parses "<digits>]" at the start of s.
+func cutIndex(s string) (int, string, bool) {
+	digits, rest, ok := strings.Cut(s, "]")
+	if !ok || digits == "" || len(digits) > 6 || (digits[0] == '0' && len(digits) > 1) {
+		return 0, "", false
+	}
+	for k := 0; k < len(digits); k++ {
+		if digits[k] < '0' || digits[k] > '9' {
+			return 0, "", false
+		}
+	}
+	n, err := strconv.Atoi(digits)
+	return n, rest, err == nil
+}
+
+// limitedReader reads at most n bytes from r and then fails, remembering
+// that the limit was crossed.
+type limitedReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+var errOverLimit = errors.New("chatproto: body over its limit")
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// Tell a body that ends exactly at the limit from a longer one.
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			l.over = true
+			return 0, errOverLimit
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+func errMediaType(msg string) *Error {
+	return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMediaType,
+		Message: msg}
+}
+
+func errTooLarge(format string, args ...any) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+		Message: fmt.Sprintf(format, args...)}
+}
+
+func errJSON(format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidJSON,
+		Message: fmt.Sprintf(format, args...)}
+}
+
+func errInvalid(format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest,
+		Message: fmt.Sprintf(format, args...)}
+}
+
+func errMultipart(msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidMultipart, Message: msg}
 }

@@ -373,6 +373,11 @@ func decodeMultipart(body io.Reader, boundary string, l *Limits) (*Request, *Err
 		if lr.over {
 			return errTooLarge("body: larger than the limit of %d bytes", l.MaxMultipartBytes)
 		}
+		if lr.err != nil {
+			// The multipart reader may hide the body's own error behind a
+			// parse error of the part it was reading.
+			err = lr.err
+		}
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return errTooLarge("body: larger than the limit of %d bytes", mbe.Limit)
 		}
@@ -589,11 +594,12 @@ func cutIndex(s string) (int, string, bool) {
 }
 
 // limitedReader reads at most n bytes from r and then fails, remembering
-// that the limit was crossed.
+// that the limit was crossed and the first error of r other than io.EOF.
 type limitedReader struct {
 	r    io.Reader
 	n    int64
 	over bool
+	err  error
 }
 
 var errOverLimit = errors.New("chatproto: body over its limit")
@@ -607,6 +613,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 			l.over = true
 			return 0, errOverLimit
 		}
+		if err != nil && !errors.Is(err, io.EOF) && l.err == nil {
+			l.err = err
+		}
 		return 0, err
 	}
 	if int64(len(p)) > l.n {
@@ -614,6 +623,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.n -= int64(n)
+	if err != nil && !errors.Is(err, io.EOF) && l.err == nil {
+		l.err = err
+	}
 	return n, err
 }
 

@@ -74,7 +74,7 @@ func NewAzd(t testing.TB) *Azd {
 		filepath.Join(a.state, "tenant"):    DefaultTenantID,
 		filepath.Join(a.state, "lifetime"):  time.Hour.String(),
 		filepath.Join(bin, "azd"): "#!/bin/sh\nexport " + azdStateEnv + "=" +
-			shQuote(a.state) + "\nexec " + shQuote(exe) + " \"$@\"\n",
+			shQuote(a.state) + "\n" + raceQuiet + "exec " + shQuote(exe) + " \"$@\"\n",
 	}
 	for _, d := range []string{a.state, bin} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -89,6 +89,10 @@ func NewAzd(t testing.TB) *Azd {
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return a
 }
+
+// raceQuiet spares the child the race detector's one-second sleep at exit when the
+// test binary was built with -race.
+const raceQuiet = `export GORACE="${GORACE:+$GORACE }atexit_sleep_ms=0"` + "\n"
 
 // shQuote quotes s for /bin/sh.
 func shQuote(s string) string {

@@ -167,9 +167,9 @@ func TestClientStream(t *testing.T) {
 				Message: "the server answered 404 Not Found"},
 		},
 		{
-			name: "fails mid-stream",
-			h:    lines(first, hel, errLine),
-			want: []CompletionDelta{dFirst, dHel},
+			name:    "fails mid-stream",
+			h:       lines(first, hel, errLine),
+			want:    []CompletionDelta{dFirst, dHel},
 			wantErr: &Error{Code: "upstream_error", Message: "the model failed"},
 		},
 		{
@@ -441,8 +441,8 @@ func TestClientComplete(t *testing.T) {
 				Message: "the server answered 504 Gateway Timeout"},
 		},
 		{
-			name: "an error in a 200 answer",
-			h:    status(200, "application/json", `{"error":{"code":"x","message":"y"}}`),
+			name:    "an error in a 200 answer",
+			h:       status(200, "application/json", `{"error":{"code":"x","message":"y"}}`),
 			wantErr: &Error{Status: 200, Code: "x", Message: "y"},
 		},
 		{
@@ -528,7 +528,7 @@ func TestClientStreamStopsWhenTheContextEnds(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lines(`{"delta":{"role":"assistant"}}` + "\n")(w, r)
+		lines(`{"delta":{"role":"assistant"}}`+"\n")(w, r)
 		select {
 		case <-r.Context().Done():
 		case <-release:
@@ -536,6 +536,7 @@ func TestClientStreamStopsWhenTheContextEnds(t *testing.T) {
 	}))
 
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	var errs []error
 	for _, err := range NewClient(srv.URL, nil).Stream(ctx, hi) {
 		if err != nil {

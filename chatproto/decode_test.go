@@ -313,7 +313,7 @@ func badRequests() []badRequest {
 			"messages[0].role: missing"},
 		{"role a number", js, msg(`{"role":1,"content":"hi"}`), nil, s400,
 			CodeInvalidRequest, "messages[0].role: must be a string, got a number"},
-		{"unknown role", js, msg(`{"role":"user","content":"a"},{"role":"user","content":"b"},`+
+		{"unknown role", js, msg(`{"role":"user","content":"a"},{"role":"user","content":"b"},` +
 			`{"role":"assistant","content":"c"},{"role":"robot","content":"d"}`), nil, s400,
 			CodeInvalidRequest,
 			`messages[3].role: "robot" is not a role; want user, assistant or system`},
@@ -338,16 +338,16 @@ func badRequests() []badRequest {
 		{"context a string", js, `{"messages":[{"role":"user","content":"hi"}],` +
 			`"context":"x"}`, nil, s400, CodeInvalidRequest,
 			"context: must be an object, got a string"},
-		{"message context an array", js, msg(`{"role":"user","content":"a"},`+
+		{"message context an array", js, msg(`{"role":"user","content":"a"},` +
 			`{"role":"user","content":"b","context":[]}`), nil, s400, CodeInvalidRequest,
 			"messages[1].context: must be an object, got an array"},
 
 		// Limits on JSON.
-		{"too many messages", js, msg(`{"role":"user","content":"a"},`+
+		{"too many messages", js, msg(`{"role":"user","content":"a"},` +
 			`{"role":"user","content":"b"},{"role":"user","content":"c"}`),
 			&Limits{MaxMessages: 2}, s413, CodeTooLarge,
 			"messages: 3 messages, over the limit of 2"},
-		{"content too long", js, msg(`{"role":"user","content":"a"},`+
+		{"content too long", js, msg(`{"role":"user","content":"a"},` +
 			`{"role":"user","content":"\u00e9\u00e9"}`), &Limits{MaxContentBytes: 3}, s413,
 			CodeTooLarge, "messages[1].content: 4 bytes, over the limit of 3"},
 		{"body too large", js, oneMessage, &Limits{MaxBodyBytes: 20}, s413, CodeTooLarge,
@@ -356,8 +356,8 @@ func badRequests() []badRequest {
 			&Limits{MaxBodyBytes: int64(len(oneMessage) - 1)}, s413, CodeTooLarge, ""},
 		{"default body limit", js, `{"messages":[{"role":"user","content":"` +
 			strings.Repeat("a", DefaultMaxBodyBytes) + `"}]}`, nil, s413, CodeTooLarge, ""},
-		{"default content limit", js, msg(`{"role":"user","content":"`+
-			strings.Repeat("a", DefaultMaxContentBytes+1)+`"}`), nil, s413, CodeTooLarge, ""},
+		{"default content limit", js, msg(`{"role":"user","content":"` +
+			strings.Repeat("a", DefaultMaxContentBytes+1) + `"}`), nil, s413, CodeTooLarge, ""},
 
 		// Multipart.
 		{"multipart without boundary", "multipart/form-data", mp(jsonPart(oneMessage)), nil,

@@ -111,8 +111,9 @@ func TestTypesMatchGoldenJSON(t *testing.T) {
 				t.Errorf("decoded golden file (-want +got):\n%s", diff)
 			}
 
-			if got, want := string(encode(t, tt.want)), string(raw(t, string(golden))); got != want {
-				t.Errorf("encoded:\n got %s\nwant %s", got, want)
+			got2, want := string(encode(t, tt.want)), string(raw(t, string(golden)))
+			if got2 != want {
+				t.Errorf("encoded:\n got %s\nwant %s", got2, want)
 			}
 		})
 	}

@@ -29,7 +29,8 @@ type ClientOptions struct {
 	// HTTPClient sends the requests. Nil means http.DefaultClient.
 	HTTPClient *http.Client
 	// Header is added to every request, for example Authorization with a
-	// bearer token for apps that sign users in.
+	// bearer token for apps that sign users in. The client sets Content-Type
+	// itself, and Accept unless Header has one.
 	Header http.Header
 	// RequireFinishReason makes Stream report a stream as truncated unless
 	// the context of its last line has a "finish_reason" string, as the
@@ -42,8 +43,9 @@ type ClientOptions struct {
 // Client calls a chat endpoint that speaks the protocol. It is safe for
 // concurrent use.
 //
-// A Client reads at most 16 MiB of a complete answer, 1 MiB of an error body
-// and 4 MiB of one line of a stream; more is a CodeInvalidResponse error.
+// A Client reads at most 16 MiB of a complete answer and 4 MiB of one line
+// of a stream (more is a CodeInvalidResponse error), and the first 1 MiB of
+// an error body.
 type Client struct {
 	endpoint      string
 	hc            *http.Client
@@ -73,8 +75,9 @@ func NewClient(endpoint string, opts *ClientOptions) *Client {
 // other as application/json. When the server answers a status other than
 // 2xx, the error is an *Error with that Status and the code and message of
 // the body's error in either shape ({"error":{...}} or {"error":"text"}), or
-// CodeHTTPError when the body has none. An answer that is not a completion
-// is an *Error with CodeInvalidResponse. Failures to send the request, and
+// CodeHTTPError when the body has none. A 2xx answer that holds an error
+// returns it (with Status 0); one that is not a completion is an *Error with
+// CodeInvalidResponse, and one cut off is an *Error with CodeTruncated. Failures to send the request, and
 // the context ending, are returned wrapped as they are.
 func (c *Client) Complete(ctx context.Context, req *Request) (*Completion, error) {
 	resp, err := c.post(ctx, c.endpoint, req, "application/json")
@@ -107,7 +110,6 @@ func (c *Client) Complete(ctx context.Context, req *Request) (*Completion, error
 			Err: err}
 	}
 	if e := errorMember(v.Error); e != nil {
-		e.Status = resp.StatusCode
 		return nil, e
 	}
 	return &v.Completion, nil
@@ -344,13 +346,13 @@ func parseLine(line []byte, n int) (CompletionDelta, *Error) {
 	return v.CompletionDelta, nil
 }
 
-// hasFinishReason reports whether context is an object with a non-empty
-// "finish_reason" string.
-func hasFinishReason(context json.RawMessage) bool {
+// hasFinishReason reports whether the context of a delta is an object with
+// a non-empty "finish_reason" string.
+func hasFinishReason(dctx json.RawMessage) bool {
 	var v struct {
 		FinishReason string `json:"finish_reason"`
 	}
-	return len(context) > 0 && json.Unmarshal(context, &v) == nil && v.FinishReason != ""
+	return len(dctx) > 0 && json.Unmarshal(dctx, &v) == nil && v.FinishReason != ""
 }
 
 // lineReader splits a stream into lines.

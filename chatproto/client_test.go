@@ -443,7 +443,7 @@ func TestClientComplete(t *testing.T) {
 		{
 			name:    "an error in a 200 answer",
 			h:       status(200, "application/json", `{"error":{"code":"x","message":"y"}}`),
-			wantErr: &Error{Status: 200, Code: "x", Message: "y"},
+			wantErr: &Error{Code: "x", Message: "y"},
 		},
 		{
 			name:    "not JSON",

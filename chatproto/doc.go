@@ -68,7 +68,7 @@
 //	                                not an *Error
 //
 // A Client adds codes of its own, with the status it received (0 for errors
-// found inside a stream):
+// found in a 2xx answer, such as a stream):
 //
 //	http_error              a status other than 2xx with no error in the body
 //	unknown                 an error without a code, such as {"error":"text"}

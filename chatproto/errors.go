@@ -11,8 +11,9 @@ import (
 // switch on them. Other packages add their own codes (for example a server's
 // "rate_limited"); Error is open to any code.
 const (
-	// CodeUnsupportedMediaType: the request's Content-Type (or the json part's)
-	// is neither application/json nor multipart/form-data. Status 415.
+	// CodeUnsupportedMediaType: the request's Content-Type is neither
+	// application/json nor multipart/form-data, the json part's is not
+	// application/json, or a charset is not UTF-8. Status 415.
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	// CodeTooLarge: the body, the json part, a file, the number of messages or
 	// files, or a message's content is over its limit. Status 413.
@@ -41,8 +42,8 @@ const (
 	// CodeInvalidResponse: a client got an answer that breaks the protocol,
 	// such as a stream line that is not a JSON object.
 	CodeInvalidResponse = "invalid_response"
-	// CodeTruncated: a client got a stream that ended without its final line
-	// (see Client.Stream).
+	// CodeTruncated: a client got an answer that was cut off, or a stream
+	// that ended without its final line (see Client.Stream).
 	CodeTruncated = "truncated"
 )
 
@@ -56,8 +57,9 @@ const (
 // never sent.
 type Error struct {
 	// Status is the HTTP status that goes with the error: the one WriteError
-	// answers, or the one the client received. It is 0 for errors a client
-	// read from a stream line or found in a stream itself.
+	// answers, or the status other than 2xx that a Client received. It is 0
+	// for errors a Client found in a 2xx answer (an error line of a stream,
+	// a truncated stream, ...).
 	Status int `json:"-"`
 	// Code is a stable, machine-readable code such as CodeTooLarge.
 	Code string `json:"code"`

@@ -1,0 +1,243 @@
+package stream
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/aoaiblocks/securechat/chatproto"
+)
+
+// DefaultScope is the scope of the tokens Azure OpenAI accepts.
+const DefaultScope = "https://cognitiveservices.azure.com/.default"
+
+// AzureOptions configures an AzureModel. A nil *AzureOptions means the
+// defaults.
+type AzureOptions struct {
+	// Credential is the credential behind the client, if the caller has it.
+	// When Azure OpenAI refuses a token (401 or 403) and the refused token
+	// cannot be read from the failed request, AzureModel asks Credential for
+	// a token to name, in the log, the principal that lacks the role. The
+	// token itself is never logged.
+	Credential azcore.TokenCredential
+	// Scope is the scope asked of Credential. Empty means DefaultScope.
+	Scope string
+	// RequestOptions are added to every chat completions call, for example
+	// option.WithMaxRetries or option.WithRequestTimeout.
+	RequestOptions []option.RequestOption
+}
+
+// AzureModel is the Model for an Azure OpenAI chat deployment, through an
+// openai-go client such as the one keyless.NewClient returns (any client
+// with its authorization and base URL set works). It streams chat
+// completions with stream_options.include_usage, so that the last delta
+// carries the token usage, and passes the request's overrides as
+// temperature, top_p and max_completion_tokens. It sends the text of the
+// messages only: message context and files stay in the service.
+//
+// Errors come back as openai-go returns them, for the Handler to map; a
+// refused token (401 or 403) comes back as an *Error with code
+// upstream_auth whose log attributes name the principal and the missing
+// role, with the command that assigns it.
+//
+// The openai-go client retries throttling (429) and 5xx answers itself
+// before the first chunk, honouring retry-after-ms and Retry-After, two
+// times by default; option.WithMaxRetries in RequestOptions changes that.
+// An AzureModel is safe for concurrent use.
+type AzureModel struct {
+	client     openai.Client
+	deployment string
+	opts       AzureOptions
+}
+
+// NewAzureModel returns the Model for the chat deployment named deployment,
+// called through client. opts may be nil.
+func NewAzureModel(client openai.Client, deployment string, opts *AzureOptions) *AzureModel {
+	m := &AzureModel{client: client, deployment: deployment}
+	if opts != nil {
+		m.opts = *opts
+		m.opts.RequestOptions = append([]option.RequestOption(nil), opts.RequestOptions...)
+	}
+	if m.opts.Scope == "" {
+		m.opts.Scope = DefaultScope
+	}
+	return m
+}
+
+// Stream asks the deployment for a streamed chat completion and yields its
+// content as it arrives, then one delta with the finish reason and usage.
+// Leaving the loop early, or cancelling ctx, closes the upstream stream at
+// once.
+func (m *AzureModel) Stream(ctx context.Context, req *Request) iter.Seq2[Delta, error] {
+	return func(yield func(Delta, error) bool) {
+		s := m.client.Chat.Completions.NewStreaming(ctx, m.params(req), m.opts.RequestOptions...)
+		defer s.Close()
+
+		var finish string
+		var usage *Usage
+		for s.Next() {
+			chunk := s.Current()
+			if chunk.JSON.Usage.Valid() {
+				u := chunk.Usage
+				usage = &Usage{
+					PromptTokens:     u.PromptTokens,
+					CompletionTokens: u.CompletionTokens,
+					TotalTokens:      u.TotalTokens,
+				}
+			}
+			for _, c := range chunk.Choices {
+				if c.Index != 0 {
+					continue
+				}
+				if c.Delta.Content != "" && !yield(Delta{Content: c.Delta.Content}, nil) {
+					return
+				}
+				if c.FinishReason != "" {
+					finish = c.FinishReason
+				}
+			}
+		}
+		if err := s.Err(); err != nil {
+			yield(Delta{}, m.explain(ctx, err))
+			return
+		}
+		if finish == "" {
+			yield(Delta{}, fmt.Errorf("stream: azure openai: %w", errTruncated))
+			return
+		}
+		yield(Delta{FinishReason: finish, Usage: usage}, nil)
+	}
+}
+
+// params builds the chat completions request.
+func (m *AzureModel) params(req *Request) openai.ChatCompletionNewParams {
+	msgs := make([]openai.ChatCompletionMessageParamUnion, 0, len(req.Messages))
+	for _, msg := range req.Messages {
+		switch msg.Role {
+		case chatproto.RoleSystem:
+			msgs = append(msgs, openai.SystemMessage(msg.Content))
+		case chatproto.RoleAssistant:
+			msgs = append(msgs, openai.AssistantMessage(msg.Content))
+		default:
+			msgs = append(msgs, openai.UserMessage(msg.Content))
+		}
+	}
+	p := openai.ChatCompletionNewParams{
+		Model:    m.deployment,
+		Messages: msgs,
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{
+			IncludeUsage: openai.Bool(true),
+		},
+	}
+	if req.Temperature != nil {
+		p.Temperature = openai.Float(*req.Temperature)
+	}
+	if req.TopP != nil {
+		p.TopP = openai.Float(*req.TopP)
+	}
+	if req.MaxTokens != nil {
+		p.MaxCompletionTokens = openai.Int(int64(*req.MaxTokens))
+	}
+	return p
+}
+
+// explain turns a refused token into an upstream_auth *Error naming the
+// principal; other errors are returned as they are.
+func (m *AzureModel) explain(ctx context.Context, err error) error {
+	var oe *openai.Error
+	if !errors.As(err, &oe) ||
+		(oe.StatusCode != http.StatusUnauthorized && oe.StatusCode != http.StatusForbidden) {
+		return err
+	}
+
+	token := ""
+	if oe.Response != nil && oe.Response.Request != nil {
+		token, _ = strings.CutPrefix(oe.Response.Request.Header.Get("Authorization"), "Bearer ")
+	}
+	if token == "" && m.opts.Credential != nil && ctx.Err() == nil {
+		tok, terr := m.opts.Credential.GetToken(ctx, policy.TokenRequestOptions{
+			Scopes: []string{m.opts.Scope},
+		})
+		if terr == nil {
+			token = tok.Token
+		}
+	}
+
+	attrs := []slog.Attr{
+		slog.Int("upstream_status", oe.StatusCode),
+		slog.String("missing_role", RoleOpenAIUser),
+	}
+	if oe.Code != "" {
+		attrs = append(attrs, slog.String("upstream_code", oe.Code))
+	}
+	if oe.Response != nil {
+		if id := upstreamRequestID(oe.Response.Header); id != "" {
+			attrs = append(attrs, slog.String("upstream_request_id", id))
+		}
+	}
+	p := principalOf(token)
+	if p.ObjectID != "" {
+		attrs = append(attrs, slog.String("principal_id", p.ObjectID))
+		if p.TenantID != "" {
+			attrs = append(attrs, slog.String("tenant_id", p.TenantID))
+		}
+	}
+	attrs = append(attrs, slog.String("fix", roleAssignmentCommand(p)))
+	return &Error{Code: CodeUpstreamAuth, Attrs: attrs, Err: err}
+}
+
+// principal is what a token says about whom it was issued to.
+type principal struct {
+	ObjectID string `json:"oid"`
+	TenantID string `json:"tid"`
+	IDType   string `json:"idtyp"` // "app" or "user", when present
+}
+
+// principalOf reads the claims of a JWT access token without verifying it:
+// the token is only used to tell an operator whose role is missing. It
+// returns the zero principal for anything that is not a JWT.
+func principalOf(token string) principal {
+	var p principal
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return p
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return p
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return principal{}
+	}
+	return p
+}
+
+// roleAssignmentCommand is the Azure CLI command that gives p the role to
+// call Azure OpenAI. The scope is left for the operator to fill in.
+func roleAssignmentCommand(p principal) string {
+	assignee := "<principal object id>"
+	if p.ObjectID != "" {
+		assignee = p.ObjectID
+	}
+	cmd := "az role assignment create --role \"" + RoleOpenAIUser + "\"" +
+		" --assignee-object-id " + assignee
+	switch p.IDType {
+	case "app":
+		cmd += " --assignee-principal-type ServicePrincipal"
+	case "user":
+		cmd += " --assignee-principal-type User"
+	}
+	return cmd + " --scope <resource id of the Azure OpenAI account>" +
+		" (role assignments can take a few minutes to apply)"
+}

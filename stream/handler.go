@@ -1,0 +1,499 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aoaiblocks/securechat/chatproto"
+)
+
+// Defaults of the Options fields.
+const (
+	// DefaultSystemPrompt is the system prompt sent first in every request
+	// unless Options says otherwise.
+	DefaultSystemPrompt = "You are a helpful assistant."
+	// DefaultMaxHistory bounds the number of client messages sent upstream.
+	DefaultMaxHistory = 32
+	// DefaultMaxHistoryBytes bounds the content of the client messages sent
+	// upstream, in bytes of UTF-8 (very roughly four per token).
+	DefaultMaxHistoryBytes = 128 << 10
+	// DefaultMaxTokensLimit is the largest context.overrides.max_tokens a
+	// client may ask for.
+	DefaultMaxTokensLimit = 16384
+	// DefaultTimeout bounds a whole exchange with the model.
+	DefaultTimeout = 5 * time.Minute
+	// DefaultIdleTimeout bounds the wait for the model's first delta and
+	// between two deltas.
+	DefaultIdleTimeout = 90 * time.Second
+)
+
+// Options configures a Handler. A nil *Options means the defaults, and so
+// does the zero value of each field.
+type Options struct {
+	// SystemPrompt is sent upstream as the first message of every
+	// conversation. Empty means DefaultSystemPrompt.
+	SystemPrompt string
+	// NoSystemPrompt sends no system prompt of the service's own, for models
+	// that bring their own instructions.
+	NoSystemPrompt bool
+	// AllowSystemMessages passes system messages from clients upstream (after
+	// the service's system prompt, in their place in the conversation).
+	// By default a request holding one is rejected with 400
+	// system_message_not_allowed: a client that may write system messages
+	// can override the service's instructions.
+	AllowSystemMessages bool
+
+	// MaxHistory bounds the number of messages from the client sent upstream,
+	// MaxHistoryBytes the total bytes of their content. Over either bound, the
+	// oldest turns (a user message and the answers after it) are dropped,
+	// whole, until both hold; system messages and the last user message with
+	// what follows it are never dropped. Zero means DefaultMaxHistory and
+	// DefaultMaxHistoryBytes; negative means no bound.
+	MaxHistory      int
+	MaxHistoryBytes int
+	// MaxTokensLimit is the largest context.overrides.max_tokens accepted;
+	// larger values are rejected with 400. Zero means DefaultMaxTokensLimit.
+	MaxTokensLimit int
+
+	// Timeout bounds a whole exchange with the model, and IdleTimeout the
+	// wait for its first delta and between two deltas; either firing ends
+	// the request with upstream_timeout. Zero means DefaultTimeout and
+	// DefaultIdleTimeout; negative means no bound. Retries the model's client
+	// makes before its first delta count against both.
+	Timeout     time.Duration
+	IdleTimeout time.Duration
+
+	// Limits bounds the requests accepted (see chatproto.DecodeRequest). Nil
+	// means chatproto's defaults.
+	Limits *chatproto.Limits
+
+	// Logger gets one line per request (see the package documentation). Nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// OnDone, when set, is called once at the end of every request with how
+	// it went, after the log line, in the goroutine that served it. Use it
+	// for metrics or an access log of your own.
+	OnDone func(*Outcome)
+}
+
+// Outcome is how one request ended, for Options.OnDone.
+type Outcome struct {
+	// RequestID is the request's id, also sent as X-Request-Id.
+	RequestID string
+	// Stream reports whether the request was for the streaming endpoint.
+	Stream bool
+	// Status is the HTTP status answered, or 499 when the client went away
+	// before the answer was complete.
+	Status int
+	// Code is the error code sent to the client (in the body or as the
+	// stream's error line), "client_closed" when the client went away, or ""
+	// when the answer was complete.
+	Code string
+	// FinishReason and Usage are the model's, when it finished.
+	FinishReason string
+	Usage        *Usage
+	// Duration is the time from the request's arrival to its end.
+	Duration time.Duration
+	// Err is the full cause of a failure, for logs only.
+	Err error
+}
+
+// codeClientClosed is the Outcome.Code of a request whose client went away.
+const codeClientClosed = "client_closed"
+
+// Handler serves the chat endpoints: POST <base> answers with a complete
+// message, POST <base>/stream with JSON Lines. See the package documentation
+// for the wire format, the errors and how to mount it. A Handler is safe for
+// concurrent use.
+type Handler struct {
+	model Model
+	opts  Options
+	log   *slog.Logger
+}
+
+// NewHandler returns a Handler that asks model for its answers. opts may be
+// nil for the defaults; NewHandler copies it.
+func NewHandler(model Model, opts *Options) *Handler {
+	h := &Handler{model: model}
+	if opts != nil {
+		h.opts = *opts
+	}
+	o := &h.opts
+	switch {
+	case o.NoSystemPrompt:
+		o.SystemPrompt = ""
+	case o.SystemPrompt == "":
+		o.SystemPrompt = DefaultSystemPrompt
+	}
+	o.MaxHistory = orDefault(o.MaxHistory, DefaultMaxHistory)
+	o.MaxHistoryBytes = orDefault(o.MaxHistoryBytes, DefaultMaxHistoryBytes)
+	if o.MaxTokensLimit <= 0 {
+		o.MaxTokensLimit = DefaultMaxTokensLimit
+	}
+	o.Timeout = orDefault(o.Timeout, DefaultTimeout)
+	o.IdleTimeout = orDefault(o.IdleTimeout, DefaultIdleTimeout)
+	h.log = o.Logger
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	return h
+}
+
+// orDefault resolves a bound: zero means def, negative means none (0).
+func orDefault[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+// isStreamPath reports whether a request's path is the streaming endpoint:
+// it ends with the segment "stream". This works whatever base the handler is
+// mounted under, with or without http.StripPrefix.
+func isStreamPath(p string) bool {
+	return p == "stream" || strings.HasSuffix(p, "/stream")
+}
+
+// buffers recycles the line buffers of finished requests.
+var buffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// maxPooledBuffer keeps buffers grown by huge answers out of the pool.
+const maxPooledBuffer = 64 << 10
+
+// ServeHTTP answers one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{
+		h:      h,
+		w:      w,
+		r:      r,
+		start:  time.Now(),
+		stream: isStreamPath(r.URL.Path),
+		id:     requestID(r.Header.Get("X-Request-Id")),
+		status: http.StatusOK,
+	}
+	bp := buffers.Get().(*[]byte)
+	x.buf = (*bp)[:0]
+	defer func() {
+		if cap(x.buf) <= maxPooledBuffer {
+			*bp = x.buf[:0]
+			buffers.Put(bp)
+		}
+	}()
+
+	w.Header().Set("X-Request-Id", x.id)
+	x.serve()
+	x.done()
+}
+
+// exchange is the state of one request.
+type exchange struct {
+	h      *Handler
+	w      http.ResponseWriter
+	r      *http.Request
+	rc     *http.ResponseController
+	start  time.Time
+	stream bool
+	id     string
+	buf    []byte
+
+	sessionState []byte // compact, or nil
+	sent         int    // messages sent upstream
+	dropped      int    // messages the history bound dropped
+
+	started bool // the status and a first byte are on their way
+	status  int
+	fail    *failure
+	gone    bool // the client went away
+	finish  string
+	usage   *Usage
+}
+
+func (x *exchange) serve() {
+	if x.r.Method != http.MethodPost {
+		x.w.Header().Set("Allow", http.MethodPost)
+		x.fail = &failure{
+			status:  http.StatusMethodNotAllowed,
+			code:    CodeMethodNotAllowed,
+			message: "use POST",
+		}
+		x.writeFailure()
+		return
+	}
+
+	req, err := chatproto.DecodeRequest(x.r, x.h.opts.Limits)
+	if err != nil {
+		x.fail = classify(err)
+		x.writeFailure()
+		return
+	}
+	mreq, dropped, err := x.h.prepare(req)
+	if err != nil {
+		x.fail = classify(err)
+		x.writeFailure()
+		return
+	}
+	x.sent, x.dropped = len(mreq.Messages), dropped
+	if req.SessionState != nil {
+		if x.sessionState, err = appendRaw(nil, req.SessionState); err != nil {
+			x.fail = &failure{
+				status:  http.StatusBadRequest,
+				code:    chatproto.CodeInvalidRequest,
+				message: "sessionState: must be valid JSON",
+				cause:   err,
+			}
+			x.writeFailure()
+			return
+		}
+	}
+
+	x.relay(mreq)
+}
+
+// relay asks the model and passes its answer on.
+func (x *exchange) relay(req *Request) {
+	opts := &x.h.opts
+	ctx, cancel := context.WithCancelCause(x.r.Context())
+	defer cancel(nil)
+	ctx = context.WithValue(ctx, requestIDKey{}, x.id)
+	if opts.Timeout > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, opts.Timeout, errDeadline)
+		defer stop()
+	}
+	var idle *time.Timer
+	if opts.IdleTimeout > 0 {
+		idle = time.AfterFunc(opts.IdleTimeout, func() { cancel(errIdle) })
+		defer idle.Stop()
+	}
+	if x.stream {
+		x.rc = http.NewResponseController(x.w)
+	}
+
+	var content strings.Builder // the complete answer's content
+	finished := false
+	for d, err := range x.h.model.Stream(ctx, req) {
+		if err != nil {
+			x.upstreamFailed(ctx, err)
+			break
+		}
+		if idle != nil {
+			idle.Reset(opts.IdleTimeout)
+		}
+		if d.FinishReason == "content_filter" {
+			x.fail = newFailure(CodeContentFilter, errAnswerFiltered)
+			x.finish = d.FinishReason
+			x.usage = d.Usage
+			break
+		}
+
+		if x.stream {
+			if !x.started {
+				x.startStream()
+			}
+			if d.Content != "" {
+				x.buf = appendContentLine(x.buf, d.Content)
+			}
+			if !x.flush() {
+				break
+			}
+		} else {
+			content.WriteString(d.Content)
+		}
+
+		if d.FinishReason != "" {
+			x.finish, x.usage, finished = d.FinishReason, d.Usage, true
+			break
+		}
+	}
+
+	if !x.gone && x.fail == nil && !finished {
+		// The model stopped without an error or a finish reason.
+		if ctx.Err() != nil {
+			x.upstreamFailed(ctx, context.Cause(ctx))
+		} else {
+			x.fail = newFailure(CodeUpstreamError, errTruncated)
+		}
+	}
+	if x.gone {
+		return
+	}
+	if x.fail != nil {
+		x.writeFailure()
+		return
+	}
+
+	if x.stream {
+		if !x.started {
+			x.startStream()
+		}
+		x.buf = appendFinalLine(x.buf, x.finish, x.usage)
+		x.flush()
+		return
+	}
+	x.writeCompletion(content.String())
+}
+
+// upstreamFailed records the model's error err, telling apart a client that
+// left, a timeout of the handler's own, and a failure of the model.
+func (x *exchange) upstreamFailed(ctx context.Context, err error) {
+	if x.r.Context().Err() != nil {
+		x.gone = true
+		x.fail = &failure{code: codeClientClosed, cause: err}
+		return
+	}
+	if cause := context.Cause(ctx); cause == errDeadline || cause == errIdle {
+		x.fail = newFailure(CodeUpstreamTimeout, errors.Join(cause, err))
+		return
+	}
+	x.fail = classify(err)
+}
+
+// startStream sets the streaming headers and puts the first line in the
+// buffer.
+func (x *exchange) startStream() {
+	h := x.w.Header()
+	h.Set("Content-Type", "application/jsonl")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Content-Type-Options", "nosniff")
+	x.w.WriteHeader(http.StatusOK)
+	x.started = true
+	x.buf = appendFirstLine(x.buf, x.sessionState)
+}
+
+// flush writes the buffered lines and flushes them to the client. It reports
+// false, and marks the client gone, when the client can no longer be
+// written to.
+func (x *exchange) flush() bool {
+	if len(x.buf) == 0 {
+		return true
+	}
+	_, err := x.w.Write(x.buf)
+	x.buf = x.buf[:0]
+	if err == nil {
+		err = x.rc.Flush()
+		if errors.Is(err, http.ErrNotSupported) {
+			err = nil
+		}
+	}
+	if err != nil {
+		x.gone = true
+		x.fail = &failure{code: codeClientClosed, cause: err}
+		return false
+	}
+	return true
+}
+
+// writeFailure answers x.fail: an HTTP error before the first byte, an error
+// line after it.
+func (x *exchange) writeFailure() {
+	f := x.fail
+	if x.started {
+		x.buf = appendErrorLine(x.buf, f.code, f.message)
+		x.flush()
+		return
+	}
+	h := x.w.Header()
+	if f.status == http.StatusTooManyRequests && f.retryAfter > 0 {
+		h.Set("Retry-After", retryAfterSeconds(f.retryAfter))
+	}
+	h.Set("Cache-Control", "no-store")
+	x.status = f.status
+	chatproto.WriteError(x.w, f.protoError())
+	if x.status < 400 || x.status > 599 {
+		x.status = http.StatusInternalServerError // as WriteError answered
+	}
+}
+
+// writeCompletion answers the complete endpoint.
+func (x *exchange) writeCompletion(content string) {
+	x.buf = appendCompletion(x.buf, content, x.finish, x.usage, x.sessionState)
+	h := x.w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	x.w.WriteHeader(http.StatusOK)
+	if _, err := x.w.Write(x.buf); err != nil {
+		x.gone = true
+		x.fail = &failure{code: codeClientClosed, cause: err}
+	}
+	x.buf = x.buf[:0]
+}
+
+// done writes the request's log line and calls OnDone.
+func (x *exchange) done() {
+	o := Outcome{
+		RequestID:    x.id,
+		Stream:       x.stream,
+		Status:       x.status,
+		FinishReason: x.finish,
+		Usage:        x.usage,
+		Duration:     time.Since(x.start),
+	}
+	level := slog.LevelInfo
+	if f := x.fail; f != nil {
+		o.Code, o.Err = f.code, f.cause
+		switch {
+		case x.gone:
+			o.Status = statusClientClosed
+		case f.status >= 500:
+			level = slog.LevelError
+		case f.status >= 400:
+			level = slog.LevelWarn
+		}
+	}
+
+	route := "complete"
+	if x.stream {
+		route = "stream"
+	}
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
+		slog.String("request_id", o.RequestID),
+		slog.String("route", route),
+		slog.String("method", x.r.Method),
+		slog.Int("status", o.Status),
+		slog.Duration("duration", o.Duration),
+	)
+	if o.Code != "" {
+		attrs = append(attrs, slog.String("code", o.Code))
+	}
+	if x.sent > 0 {
+		attrs = append(attrs, slog.Int("messages", x.sent))
+	}
+	if x.dropped > 0 {
+		attrs = append(attrs, slog.Int("dropped_messages", x.dropped))
+	}
+	if o.FinishReason != "" {
+		attrs = append(attrs, slog.String("finish_reason", o.FinishReason))
+	}
+	if u := o.Usage; u != nil {
+		attrs = append(attrs,
+			slog.Int64("prompt_tokens", u.PromptTokens),
+			slog.Int64("completion_tokens", u.CompletionTokens),
+			slog.Int64("total_tokens", u.TotalTokens),
+		)
+	}
+	if o.Err != nil {
+		attrs = append(attrs, slog.String("error", o.Err.Error()))
+	}
+	if x.fail != nil {
+		attrs = append(attrs, x.fail.attrs...)
+	}
+	x.h.log.LogAttrs(context.WithoutCancel(x.r.Context()), level, "chat request", attrs...)
+
+	if x.h.opts.OnDone != nil {
+		x.h.opts.OnDone(&o)
+	}
+}

@@ -1,0 +1,69 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+)
+
+// maxRequestIDLen bounds an X-Request-Id taken from a request.
+const maxRequestIDLen = 128
+
+// requestIDKey is the context key of the request id.
+type requestIDKey struct{}
+
+// RequestID returns the id the Handler gave the request whose context ctx
+// is (or derives from), or "" when there is none. Models use it to tie their
+// own log lines to the handler's.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// requestID returns the X-Request-Id the client (or a proxy in front) sent
+// when it is a reasonable id, or a new random one.
+func requestID(header string) string {
+	if validRequestID(header) {
+		return header
+	}
+	return newRequestID()
+}
+
+// validRequestID accepts 1 to 128 letters, digits and - _ . : characters,
+// which covers UUIDs, Azure's ids and most proxies' formats, and keeps
+// anything odd out of logs and headers.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns a random version 4 UUID in its usual text form.
+func newRequestID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
+}

@@ -70,9 +70,28 @@ func loopbackTarget(network, addr string) (string, bool) {
 }
 
 // newLoopbackTransport returns an HTTP transport that uses no proxy and dials only
-// loopback addresses, telling refused of each refusal.
+// loopback addresses, telling refused of each refusal (the active guard when nil).
 func newLoopbackTransport(refused func(network, addr string)) *http.Transport {
+	if refused == nil {
+		refused = reportToActiveGuard
+	}
 	return newTransport(&loopbackDialer{inner: netDialer.DialContext, refused: refused})
+}
+
+// reportToActiveGuard fails the test of the most recent Guard still running, if any.
+func reportToActiveGuard(network, addr string) {
+	trapMu.Lock()
+	p := theTrap
+	trapMu.Unlock()
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	g := p.active
+	p.mu.Unlock()
+	if g != nil {
+		g.report("a dial to " + network + " " + addr)
+	}
 }
 
 func newTransport(d *loopbackDialer) *http.Transport {
@@ -208,12 +227,14 @@ type trapProxy struct {
 }
 
 var (
-	trapOnce sync.Once
-	theTrap  *trapProxy
+	trapMu  sync.Mutex
+	theTrap *trapProxy
 )
 
 func startTrap() *trapProxy {
-	trapOnce.Do(func() {
+	trapMu.Lock()
+	defer trapMu.Unlock()
+	if theTrap == nil {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			panic("aoaitest: cannot listen on loopback for the proxy trap: " + err.Error())
@@ -222,7 +243,7 @@ func startTrap() *trapProxy {
 		srv := &http.Server{Handler: theTrap, ErrorLog: discardLog,
 			ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
-	})
+	}
 	return theTrap
 }
 

@@ -232,3 +232,20 @@ func TestGuardIsolatesEnvironment(t *testing.T) {
 		}
 	}
 }
+
+func TestAzureOpenAIClientRefusesNonLoopbackAndFailsGuardedTest(t *testing.T) {
+	rt := &recordingTB{TB: t}
+	guard(rt, (&safeInner{}).dial)
+	srv := NewAzureOpenAI()
+	defer srv.Close()
+
+	_, err := srv.Client().Get("https://192.0.2.1/openai/v1/chat/completions")
+	if !errors.Is(err, ErrNotLoopback) {
+		t.Errorf("err = %v, want ErrNotLoopback", err)
+	}
+	want := []string{"aoaitest: guard refused a dial to tcp 192.0.2.1:443: " +
+		"tests must stay on loopback"}
+	if diff := cmp.Diff(want, rt.failures()); diff != "" {
+		t.Errorf("failures (-want +got):\n%s", diff)
+	}
+}

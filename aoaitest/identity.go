@@ -99,7 +99,10 @@ func (id *Identity) FailNext(n, status int) {
 
 // Env returns the variables a platform host sets for a process using the
 // user-assigned identity: IDENTITY_ENDPOINT, IDENTITY_HEADER and AZURE_CLIENT_ID.
-// Drop AZURE_CLIENT_ID to use the system-assigned identity.
+// Drop AZURE_CLIENT_ID to use the system-assigned identity. MSAL reads
+// IDENTITY_ENDPOINT and IDENTITY_HEADER from the process environment, when the
+// credential is created and on every token request, so a program (a demo) must
+// os.Setenv them and keep them set; tests use Setenv.
 func (id *Identity) Env() map[string]string {
 	return map[string]string{
 		"IDENTITY_ENDPOINT": id.URL,

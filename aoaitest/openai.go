@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,6 +60,10 @@ type AzureOpenAI struct {
 // ChatRequest is a chat completions request as the server saw it, and what it
 // answered. Status and Canceled are final once Done is closed; [AzureOpenAI.Requests]
 // returns copies, so call it again after waiting on Done.
+//
+// (*) The server notices a client going away while it waits (FirstDelay,
+// ChunkDelay) or when a write fails; an answer written at once into the
+// connection's buffers may count as complete.
 type ChatRequest struct {
 	Method     string
 	Path       string
@@ -77,7 +82,7 @@ type ChatRequest struct {
 
 	Principal string          // oid of the verified token; empty if refused before
 	Status    int             // HTTP status answered; 0 if the connection was cut first
-	Canceled  bool            // the client went away before the answer was complete
+	Canceled  bool            // the client went away before the answer was complete (*)
 	Done      <-chan struct{} // closed when the server has finished with the request
 
 	done chan struct{}
@@ -177,8 +182,9 @@ func (s *AzureOpenAI) Close() {
 }
 
 // Client returns an HTTP client that trusts the server's certificate and dials
-// nothing but loopback addresses. It is a new client, with its own connections, on
-// every call.
+// nothing but loopback addresses; an attempt to dial another fails the test of the
+// active [Guard], if any. It is a new client, with its own connections, on every
+// call.
 func (s *AzureOpenAI) Client() *http.Client {
 	base := s.srv.Client().Transport.(*http.Transport)
 	tr := newLoopbackTransport(nil)
@@ -186,12 +192,9 @@ func (s *AzureOpenAI) Client() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// Certificate returns the root CAs an HTTP client needs to trust the server, for
-// clients built without [AzureOpenAI.Client].
-func (s *AzureOpenAI) Certificate() *tls.Config {
-	base := s.srv.Client().Transport.(*http.Transport)
-	return &tls.Config{RootCAs: base.TLSClientConfig.RootCAs}
-}
+// Certificate returns the certificate of the server, for clients built without
+// [AzureOpenAI.Client].
+func (s *AzureOpenAI) Certificate() *x509.Certificate { return s.srv.Certificate() }
 
 // Requests returns copies of the requests received so far, in arrival order.
 func (s *AzureOpenAI) Requests() []*ChatRequest {

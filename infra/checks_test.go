@@ -14,17 +14,15 @@ import (
 	"strings"
 )
 
-var (
-	// existingResourceVars are the azd variables that choose existing
-	// resources (docs/deploy.md, "Use existing resources").
-	existingResourceVars = []string{
-		"AZURE_RESOURCE_GROUP",
-		"AZURE_OPENAI_RESOURCE",
-		"AZURE_OPENAI_RESOURCE_GROUP",
-		"AZURE_OPENAI_RESOURCE_GROUP_LOCATION",
-		"AZURE_OPENAI_SKU_NAME",
-	}
-)
+// existingResourceVars are the azd variables that choose existing resources
+// (docs/deploy.md, "Use existing resources").
+var existingResourceVars = []string{
+	"AZURE_RESOURCE_GROUP",
+	"AZURE_OPENAI_RESOURCE",
+	"AZURE_OPENAI_RESOURCE_GROUP",
+	"AZURE_OPENAI_RESOURCE_GROUP_LOCATION",
+	"AZURE_OPENAI_SKU_NAME",
+}
 
 // Built-in Azure role definition ids.
 const (
@@ -34,17 +32,18 @@ const (
 
 // Resource types the checks look at.
 const (
-	typeOpenAI        = "Microsoft.CognitiveServices/accounts"
-	typeRegistry      = "Microsoft.ContainerRegistry/registries"
-	typeContainerApp  = "Microsoft.App/containerApps"
-	typeIdentity      = "Microsoft.ManagedIdentity/userAssignedIdentities"
-	typeRoleAssigment = "Microsoft.Authorization/roleAssignments"
+	typeOpenAI         = "Microsoft.CognitiveServices/accounts"
+	typeRegistry       = "Microsoft.ContainerRegistry/registries"
+	typeContainerApp   = "Microsoft.App/containerApps"
+	typeIdentity       = "Microsoft.ManagedIdentity/userAssignedIdentities"
+	typeRoleAssignment = "Microsoft.Authorization/roleAssignments"
 )
 
 // Where a value comes from, as template.sources names it.
 const (
 	fromIdentityPrincipal = "resource:" + typeIdentity + ":properties.principalId"
 	fromIdentityClient    = "resource:" + typeIdentity + ":properties.clientId"
+	fromIdentityID        = "resource:" + typeIdentity + ":id"
 	fromDeployer          = "env:AZURE_PRINCIPAL_ID"
 )
 
@@ -122,9 +121,9 @@ type check struct {
 }
 
 var checks = []check{
-	{"local-auth", "Azure OpenAI key access not turned off (disableLocalAuth not true)",
+	{"local-auth", "Azure OpenAI key access left on, or no custom subdomain for tokens",
 		checkLocalAuth},
-	{"no-keys", "listKeys and friends, a registry admin user, a key output or secret",
+	{"no-keys", "listKeys and friends, a registry admin user or password, a key output",
 		checkNoKeys},
 	{"roles", "a missing role: OpenAI User for the app identity or the deployer, AcrPull",
 		checkRoles},
@@ -175,6 +174,12 @@ func checkLocalAuth(r *repo) []string {
 			} else if b, ok := r.tmpl.resolve(f, v); b != true || !ok {
 				out = append(out, fmt.Sprintf("%s: resource %s sets disableLocalAuth to %s, "+
 					"not true", f.path, d.name, v))
+			}
+			// Microsoft Entra ID tokens work only at a custom subdomain.
+			if v, _ := fieldPath(d.value, "properties", "customSubDomainName"); v == "" ||
+				v == "''" {
+				out = append(out, fmt.Sprintf("%s: resource %s has no customSubDomainName, "+
+					"which keyless access needs", f.path, d.name))
 			}
 		}
 		// Anything else that can turn key (shared key) access off must too.
@@ -240,10 +245,16 @@ func checkNoKeys(r *repo) []string {
 		}
 		for _, d := range f.resources(typeContainerApp) {
 			regs, _ := fieldPath(d.value, "properties", "configuration", "registries")
+			if len(arrayItems(regs)) == 0 {
+				out = append(out, fmt.Sprintf("%s: container app %s names no registry to "+
+					"pull its image from with its identity", f.path, d.name))
+			}
 			for _, reg := range arrayItems(regs) {
-				if _, ok := field(reg, "identity"); !ok {
+				id, _ := field(reg, "identity")
+				if !slices.Contains(r.tmpl.sources(f, id), fromIdentityID) {
 					out = append(out, fmt.Sprintf("%s: container app %s pulls from a "+
-						"registry without a managed identity", f.path, d.name))
+						"registry without the app's user-assigned identity (identity: %s)",
+						f.path, d.name, id))
 				}
 			}
 			for _, e := range containerEnv(d) {
@@ -336,7 +347,7 @@ type assignment struct {
 func (r *repo) assignments() []assignment {
 	var out []assignment
 	for _, f := range sortedFiles(r.tmpl.files) {
-		for _, d := range f.resources(typeRoleAssigment) {
+		for _, d := range f.resources(typeRoleAssignment) {
 			a := assignment{where: f.path + ": " + d.name}
 			role, _ := fieldPath(d.value, "properties", "roleDefinitionId")
 			for _, s := range r.tmpl.sources(f, role) {

@@ -54,6 +54,8 @@ var drifts = []drift{
 		"disableLocalAuth: true", "disableLocalAuth: !empty(name)"},
 	{"workspace shared keys on", "local-auth", "infra/modules/monitoring.bicep",
 		"disableLocalAuth: true", "disableLocalAuth: false"},
+	{"no custom subdomain", "local-auth", "infra/modules/openai.bicep",
+		"    customSubDomainName: name\n", ""},
 
 	// no-keys
 	{"listKeys on the account", "no-keys", "infra/modules/openai.bicep",
@@ -73,6 +75,11 @@ var drifts = []drift{
 	{"registry pulled with a password", "no-keys", "infra/modules/containerapp.bicep",
 		"identity: identityId\n",
 		"username: 'puller'\n          passwordSecretRef: 'registry-password'\n"},
+	{"registry pulled with the system identity", "no-keys",
+		"infra/modules/containerapp.bicep", "identity: identityId\n", "identity: 'system'\n"},
+	{"no registry pull settings", "no-keys", "infra/modules/containerapp.bicep",
+		"      registries: [\n        {\n          server: registryServer\n" +
+			"          identity: identityId\n        }\n      ]\n", ""},
 	{"api key handed to the app", "no-keys", "infra/modules/containerapp.bicep",
 		"            {\n              name: 'RUNNING_IN_PRODUCTION'",
 		"            {\n              name: 'AZURE_OPENAI_API_KEY'\n" +

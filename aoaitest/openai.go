@@ -41,7 +41,8 @@ const ModelName = "gpt-4o-mini-2024-07-18"
 //
 // Answers come from Script, a function of the request. Every request is recorded.
 //
-// Set Script before the first request; the methods are safe for concurrent use.
+// Set Script before the first request, or between requests, never while one is in
+// flight; the methods are safe for concurrent use.
 type AzureOpenAI struct {
 	URL string // endpoint, e.g. https://127.0.0.1:PORT
 
@@ -65,20 +66,20 @@ type AzureOpenAI struct {
 // ChunkDelay) or when a write fails; an answer written at once into the
 // connection's buffers may count as complete.
 type ChatRequest struct {
-	Method     string
-	Path       string
-	Deployment string // from the path, or the model field on the v1 path
-	APIVersion string // api-version query parameter; empty if none
-	Header     http.Header
-	Body       []byte // the request body as received
+	Method     string      // HTTP method
+	Path       string      // URL path, e.g. /openai/v1/chat/completions
+	Deployment string      // from the path, or the model field on the v1 path
+	APIVersion string      // api-version query parameter; empty if none
+	Header     http.Header // request headers, Authorization included
+	Body       []byte      // the request body as received
 
-	Model        string
-	Messages     []ChatMessage
-	Stream       bool
-	IncludeUsage bool // stream_options.include_usage
-	Temperature  *float64
-	TopP         *float64
-	MaxTokens    *int // max_tokens, or max_completion_tokens
+	Model        string        // the model field
+	Messages     []ChatMessage // the messages, in order
+	Stream       bool          // the stream field
+	IncludeUsage bool          // stream_options.include_usage
+	Temperature  *float64      // temperature, if set
+	TopP         *float64      // top_p, if set
+	MaxTokens    *int          // max_tokens, or max_completion_tokens, if set
 
 	Principal string          // oid of the verified token; empty if refused before
 	Status    int             // HTTP status answered; 0 if the connection was cut first
@@ -91,8 +92,8 @@ type ChatRequest struct {
 // ChatMessage is one message of a request. Content holds the text; the text parts of
 // an array content are joined.
 type ChatMessage struct {
-	Role    string
-	Content string
+	Role    string // system, user, assistant, ...
+	Content string // the text
 }
 
 // Reply scripts one answer and the faults it comes with. The zero value is the

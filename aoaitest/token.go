@@ -35,15 +35,15 @@ func newKey() []byte {
 // Claims are the claims of a token minted by the stand-ins. They mirror the claims of
 // an Entra ID access token that matter to Azure OpenAI.
 type Claims struct {
-	Audience  string `json:"aud"`
-	Issuer    string `json:"iss"`
-	IssuedAt  int64  `json:"iat"`
-	NotBefore int64  `json:"nbf"`
-	Expires   int64  `json:"exp"`
+	Audience  string `json:"aud"`   // the resource, e.g. [Audience]
+	Issuer    string `json:"iss"`   // https://sts.windows.net/<tid>/
+	IssuedAt  int64  `json:"iat"`   // Unix seconds
+	NotBefore int64  `json:"nbf"`   // Unix seconds
+	Expires   int64  `json:"exp"`   // Unix seconds
 	ObjectID  string `json:"oid"`   // the principal: the identity's object id
 	AppID     string `json:"appid"` // client id of the application that asked for it
-	TenantID  string `json:"tid"`
-	Subject   string `json:"sub"`
+	TenantID  string `json:"tid"`   // the tenant
+	Subject   string `json:"sub"`   // same as ObjectID here
 	IDType    string `json:"idtyp"` // "app" for a managed identity, "user" for a person
 }
 

@@ -169,7 +169,8 @@ func NewCredential(opts *CredentialOptions) (azcore.TokenCredential, error) {
 		sel &^= selAzureCLI
 	}
 
-	b := chainBuilder{opts: opts, getenv: getenv, sel: sel, named: named}
+	b := chainBuilder{opts: opts, getenv: getenv, sel: sel, named: named,
+		selected: getenv(envTokenCredentials) != ""}
 	if sel&selWorkloadIdentity != 0 {
 		if err := b.addWorkloadIdentity(); err != nil {
 			return nil, err
@@ -207,8 +208,10 @@ type chainBuilder struct {
 	opts   *CredentialOptions
 	getenv func(string) string
 	sel    selection
-	named  bool
-	chain  *chain
+	named  bool // AZURE_TOKEN_CREDENTIALS names one source
+	// selected is true when AZURE_TOKEN_CREDENTIALS is set.
+	selected bool
+	chain    *chain
 }
 
 func (b *chainBuilder) add(s *source) {
@@ -235,7 +238,7 @@ func (b *chainBuilder) addWorkloadIdentity() error {
 	file := b.getenv(envFederatedTokenFile)
 	if file == "" {
 		// Off AKS this is the normal case: mention it only when asked for explicitly.
-		if b.sel != selAll {
+		if b.selected {
 			b.skip(workloadIdentitySource, envFederatedTokenFile+" is not set",
 				"on AKS, enable workload identity for the pod (its webhook sets "+
 					envFederatedTokenFile+", "+envClientID+" and "+envTenantID+")")

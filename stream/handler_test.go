@@ -170,6 +170,11 @@ func post(t *testing.T, url, body string, header ...string) (*http.Response, str
 
 const hello = `{"messages":[{"role":"user","content":"hi"}]}`
 
+// withOverrides is a request saying hi with context.overrides set to ov.
+func withOverrides(ov string) string {
+	return `{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":` + ov + `}}`
+}
+
 func TestStreamWritesExactJSONLines(t *testing.T) {
 	aoaitest.Guard(t)
 	m := &fakeModel{deltas: []Delta{
@@ -370,28 +375,28 @@ func TestRequestsRejectedBeforeTheModel(t *testing.T) {
 		{"no user message", Options{}, `{"messages":[{"role":"assistant","content":"hi"}]}`,
 			400, chatproto.CodeInvalidRequest, "no user message"},
 		{"temperature too high", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"temperature":2.5}}}`,
+			withOverrides(`{"temperature":2.5}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.temperature"},
 		{"temperature negative", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"temperature":-1}}}`,
+			withOverrides(`{"temperature":-1}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.temperature"},
 		{"temperature a string", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"temperature":"1"}}}`,
+			withOverrides(`{"temperature":"1"}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.temperature"},
 		{"top_p too high", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"top_p":1.01}}}`,
+			withOverrides(`{"top_p":1.01}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.top_p"},
 		{"max_tokens zero", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"max_tokens":0}}}`,
+			withOverrides(`{"max_tokens":0}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.max_tokens"},
 		{"max_tokens fraction", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"max_tokens":1.5}}}`,
+			withOverrides(`{"max_tokens":1.5}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.max_tokens"},
 		{"max_tokens over the limit", Options{MaxTokensLimit: 100},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":{"max_tokens":101}}}`,
+			withOverrides(`{"max_tokens":101}`),
 			400, chatproto.CodeInvalidRequest, "from 1 to 100"},
 		{"overrides not an object", Options{},
-			`{"messages":[{"role":"user","content":"hi"}],"context":{"overrides":[1]}}`,
+			withOverrides(`[1]`),
 			400, chatproto.CodeInvalidRequest, "context.overrides"},
 	}
 	for _, tt := range tests {

@@ -64,12 +64,15 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // appendRaw appends the app-defined JSON value v without insignificant white
-// space, so that it fits on one line.
+// space, so that it fits on one line, and with <, >, & and U+2028/U+2029
+// escaped in its strings, as json.Marshal writes a json.RawMessage.
 func appendRaw(dst []byte, v json.RawMessage) ([]byte, error) {
-	b := bytes.NewBuffer(dst)
-	if err := json.Compact(b, v); err != nil {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, v); err != nil {
 		return dst, err
 	}
+	b := bytes.NewBuffer(dst)
+	json.HTMLEscape(b, compact.Bytes())
 	return b.Bytes(), nil
 }
 

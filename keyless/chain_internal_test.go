@@ -142,3 +142,25 @@ func TestCLICredentialKeepsCallerCancellation(t *testing.T) {
 		t.Errorf("error = %v: the caller's deadline was reported as azd's timeout", err)
 	}
 }
+
+func TestCredentialErrorTidiesSourceMessages(t *testing.T) {
+	err := &CredentialError{Sources: []SourceError{{
+		Source: "ManagedIdentityCredential",
+		Err: errors.New("ManagedIdentityCredential authentication failed. \n" +
+			"GET http://127.0.0.1/msi/token\n\nRESPONSE 400  \n"),
+		Fix: "attach it",
+	}}}
+	want := "keyless: no credential source produced a token" +
+		"\n\tManagedIdentityCredential failed: ManagedIdentityCredential authentication failed." +
+		"\n\t\tGET http://127.0.0.1/msi/token" +
+		"\n\t\tRESPONSE 400" +
+		"\n\t\tfix: attach it"
+	if got := err.Error(); got != want {
+		t.Errorf("Error() =\n%s\nwant\n%s", got, want)
+	}
+	prefixed := &CredentialError{Sources: []SourceError{{Source: "A", Err: errors.New("A: down")}}}
+	if got, want := prefixed.Error(), "keyless: no credential source produced a token"+
+		"\n\tA failed: down"; got != want {
+		t.Errorf("Error() = %q, want %q (the source named once)", got, want)
+	}
+}

@@ -153,7 +153,7 @@ func (c Config) Validate() error {
 
 // getValue is the hint on how to get a variable's value.
 func getValue(name string) string {
-	return "(get it with: azd env get-value " + name + ")"
+	return "(azd env get-value " + name + ")"
 }
 
 func (c Config) missing() bool {

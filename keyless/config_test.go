@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	endpointHint   = " (get it with: azd env get-value AZURE_OPENAI_ENDPOINT)"
-	deploymentHint = " (get it with: azd env get-value AZURE_OPENAI_CHAT_DEPLOYMENT)"
+	endpointHint   = " (azd env get-value AZURE_OPENAI_ENDPOINT)"
+	deploymentHint = " (azd env get-value AZURE_OPENAI_CHAT_DEPLOYMENT)"
 )
 
 // problems returns the problems of a *keyless.ConfigError, nil for nil.
@@ -112,7 +112,7 @@ func TestLoadConfigValidatesEveryVariable(t *testing.T) {
 				`AZURE_OPENAI_API_VERSION="2024-13-01" is neither v1 nor a date such as ` +
 					`2024-10-21 (leave it unset for the v1 API)`,
 				`AZURE_TENANT_ID="contoso tenant" is not a tenant ID ` +
-					`(get it with: azd env get-value AZURE_TENANT_ID)`,
+					`(azd env get-value AZURE_TENANT_ID)`,
 				`AZURE_OPENAI_CHAT_DEPLOYMENT="my/chat" and AZURE_OPENAI_CHATGPT_DEPLOYMENT=` +
 					`"chat" differ; set only AZURE_OPENAI_CHAT_DEPLOYMENT ` +
 					`(AZURE_OPENAI_CHATGPT_DEPLOYMENT is its older name)`,

@@ -57,7 +57,7 @@ func (e *CredentialError) Error() string {
 			b.WriteString(" failed: ")
 		}
 		if s.Err != nil {
-			b.WriteString(strings.ReplaceAll(strings.TrimSpace(s.Err.Error()), "\n", "\n\t\t"))
+			writeIndented(&b, strings.TrimPrefix(s.Err.Error(), s.Source+": "))
 		}
 		if s.Fix != "" {
 			b.WriteString("\n\t\tfix: ")
@@ -65,6 +65,23 @@ func (e *CredentialError) Error() string {
 		}
 	}
 	return b.String()
+}
+
+// writeIndented writes msg, its continuation lines indented under the source's line and
+// its blank lines and trailing spaces dropped (azidentity's errors hold both).
+func writeIndented(b *strings.Builder, msg string) {
+	first := true
+	for line := range strings.Lines(msg) {
+		line = strings.TrimRight(line, " \t\r\n")
+		if line == "" {
+			continue
+		}
+		if !first {
+			b.WriteString("\n\t\t")
+		}
+		first = false
+		b.WriteString(line)
+	}
 }
 
 // Unwrap returns the error of every source, so errors.Is and errors.As look into them.

@@ -84,7 +84,7 @@ func NewClient(cfg Config, opts *ClientOptions) (openai.Client, error) {
 			azure.WithEndpoint(cfg.Endpoint, cfg.APIVersion),
 			azure.WithTokenCredential(cache),
 		}
-		if strings.HasPrefix(cfg.Endpoint, "http:") { // Validate allows it on loopback only
+		if u, _ := url.Parse(cfg.Endpoint); u.Scheme == "http" { // Validate: loopback only
 			ro = append(ro, azure.WithUnsafeAllowHTTP())
 		}
 		return openai.NewClient(ro...), nil

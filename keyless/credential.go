@@ -152,7 +152,8 @@ func parseTokenCredentials(v string) (sel selection, named bool, err error) {
 // package documentation). Pass nil opts to read the process environment.
 //
 // The chain does not cache tokens; the command-line sources run a process per call.
-// Wrap it with [NewTokenProvider] or hand it to [NewClient], which do.
+// Wrap it with [NewTokenProvider] or hand it to [NewClient], which do. Its String method
+// names its sources (never a secret), for a start-up log line.
 func NewCredential(opts *CredentialOptions) (azcore.TokenCredential, error) {
 	if opts == nil {
 		opts = &CredentialOptions{}
@@ -506,8 +507,10 @@ func (c *chain) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (
 			failures = append(failures, *e.skip)
 			continue
 		}
-		if ctx.Err() != nil {
-			break
+		if err := ctx.Err(); err != nil {
+			failures = append(failures, SourceError{Source: e.src.name,
+				Err: fmt.Errorf("not tried: %w", err), Fix: "allow more time for the token"})
+			continue
 		}
 		tok, err := e.src.cred.GetToken(ctx, opts)
 		if err == nil {

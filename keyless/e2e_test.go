@@ -3,7 +3,9 @@ package keyless_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -501,5 +503,51 @@ func TestNewClientRejectsInvalidConfig(t *testing.T) {
 	var ce *keyless.ConfigError
 	if !errors.As(err, &ce) || len(ce.Problems) != 2 {
 		t.Errorf("error = %v, want a *keyless.ConfigError with 2 problems", err)
+	}
+}
+
+func TestClientAllowsPlainHTTPOnLoopback(t *testing.T) {
+	const answer = `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":` +
+		`[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`
+	for _, style := range pathStyles {
+		t.Run(style.name, func(t *testing.T) {
+			hc := aoaitest.Guard(t)
+			azd := aoaitest.NewAzd(t)
+			var paths []string
+			var mu sync.Mutex
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter,
+				r *http.Request) {
+				tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+				if _, err := aoaitest.VerifyToken(tok); err != nil {
+					http.Error(w, err.Error(), http.StatusUnauthorized)
+					return
+				}
+				mu.Lock()
+				paths = append(paths, r.URL.Path)
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, answer)
+			}))
+			defer srv.Close()
+
+			cfg := keyless.Config{Endpoint: srv.URL, Deployment: "chat",
+				APIVersion: style.version}
+			c, err := keyless.NewClient(cfg, &keyless.ClientOptions{
+				HTTPClient: hc,
+				Credential: newCredential(t, hc),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := mustChat(t, c, cfg, "hi"); got != "ok" {
+				t.Errorf("answer = %q, want ok", got)
+			}
+			want := map[string]string{"v1": "/openai/v1/chat/completions",
+				"dated": "/openai/deployments/chat/chat/completions"}[style.name]
+			if !slices.Equal(paths, []string{want}) || azd.Calls() != 1 {
+				t.Errorf("paths %q after %d azd runs; want [%s] after one run", paths,
+					azd.Calls(), want)
+			}
+		})
 	}
 }

@@ -64,7 +64,8 @@
 //	-------------------------------------------  ------  --------------------------
 //	not POST                                     405     method_not_allowed
 //	request rejected by chatproto.DecodeRequest  400     invalid_json, invalid_request,
-//	                                             413     too_large, invalid_multipart,
+//	                                                     invalid_multipart
+//	                                             413     too_large
 //	                                             415     unsupported_media_type
 //	no user message, bad context.overrides       400     invalid_request
 //	a system message, not allowed                400     system_message_not_allowed
@@ -78,11 +79,14 @@
 //	Timeout, IdleTimeout, upstream 408/504       504     upstream_timeout
 //	any other upstream failure (5xx, cut         502     upstream_error
 //	  connection, malformed chunk, ...)
+//	a panic while serving (logged with stack)    500     internal_error
 //
 // Messages shown to clients are generic: they never carry upstream bodies,
 // tokens or stack traces. The full cause goes to the log line. When the
 // client goes away, the upstream request is cancelled at once and nothing
-// more is written; the log line says status 499, code client_closed.
+// more is written; the log line says status 499, code client_closed. A
+// client that stops reading is treated the same once a write has waited
+// Options.WriteTimeout.
 //
 // # The Model interface
 //

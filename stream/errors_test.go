@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -451,4 +453,98 @@ func TestRetryAfterParsing(t *testing.T) {
 			t.Errorf("retryAfter(%v) = %v, want %v to %v", tt.header, got, tt.min, tt.max)
 		}
 	}
+}
+
+func TestPanickingModelGetsInternalErrorAndALogLine(t *testing.T) {
+	aoaitest.Guard(t)
+	tests := []struct {
+		name   string
+		path   string
+		deltas int // before the panic
+		status int
+		body   string
+	}{
+		{"complete", "/chat", 1, 500,
+			`{"error":{"code":"internal_error","message":"internal server error"}}` + "\n"},
+		{"stream before the first byte", "/chat/stream", 0, 500,
+			`{"error":{"code":"internal_error","message":"internal server error"}}` + "\n"},
+		{"stream after the first byte", "/chat/stream", 1, 200,
+			`{"delta":{"role":"assistant"}}` + "\n" + `{"delta":{"content":"a"}}` + "\n" +
+				`{"error":{"code":"internal_error","message":"internal server error"}}` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			model := ModelFunc(func(context.Context, *Request) iter.Seq2[Delta, error] {
+				return func(yield func(Delta, error) bool) {
+					for range tt.deltas {
+						yield(Delta{Content: "a"}, nil)
+					}
+					panic("model bug")
+				}
+			})
+			log, logs := newLogger()
+			srv := testServer(t, NewHandler(model, &Options{Logger: log}))
+
+			resp, body := post(t, srv.URL+tt.path, hello)
+
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			if diff := cmp.Diff(tt.body, body); diff != "" {
+				t.Errorf("body (-want +got):\n%s", diff)
+			}
+			l := logs.lines(t)
+			if len(l) != 1 || l[0]["level"] != "ERROR" ||
+				!strings.Contains(fmt.Sprint(l[0]["error"]), "model bug") ||
+				!strings.Contains(fmt.Sprint(l[0]["stack"]), "stream.") {
+				t.Errorf("log %v, want one ERROR line with the panic and its stack", l)
+			}
+		})
+	}
+}
+
+func TestClientThatStopsReadingIsDroppedAfterWriteTimeout(t *testing.T) {
+	aoaitest.Guard(t)
+	big := strings.Repeat("x", 64<<10)
+	model := ModelFunc(func(ctx context.Context, _ *Request) iter.Seq2[Delta, error] {
+		return func(yield func(Delta, error) bool) {
+			for range 2000 { // 128 MiB: far more than socket buffers hold
+				if ctx.Err() != nil || !yield(Delta{Content: big}, nil) {
+					return
+				}
+			}
+			yield(Delta{FinishReason: "stop"}, nil)
+		}
+	})
+	done := make(chan *Outcome, 1)
+	log, _ := newLogger()
+	srv := testServer(t, NewHandler(model, &Options{Logger: log,
+		WriteTimeout: 200 * time.Millisecond, OnDone: func(o *Outcome) { done <- o }}))
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /chat/stream HTTP/1.1\r\nHost: x\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(hello), hello)
+	// ... and never read.
+
+	select {
+	case o := <-done:
+		if o.Status != 499 || o.Code != "client_closed" {
+			t.Errorf("outcome %d %q, want 499 client_closed", o.Status, o.Code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler still writes to a client that reads nothing, 10s on")
+	}
+}
+
+func TestNewHandlerPanicsWithoutModel(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("NewHandler(nil, nil) did not panic")
+		}
+	}()
+	NewHandler(nil, nil)
 }

@@ -3,8 +3,10 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,8 @@ const (
 	// DefaultIdleTimeout bounds the wait for the model's first delta and
 	// between two deltas.
 	DefaultIdleTimeout = 90 * time.Second
+	// DefaultWriteTimeout bounds each write to the client.
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 // Options configures a Handler. A nil *Options means the defaults, and so
@@ -67,6 +71,13 @@ type Options struct {
 	// makes before its first delta count against both.
 	Timeout     time.Duration
 	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the client (a line, or the complete
+	// answer), so that a client that stops reading cannot hold the request
+	// open; the request then ends as if the client had gone. Zero means
+	// DefaultWriteTimeout, negative no bound. It replaces the server's
+	// http.Server.WriteTimeout for these responses, which would otherwise cut
+	// long answers.
+	WriteTimeout time.Duration
 
 	// Limits bounds the requests accepted (see chatproto.DecodeRequest). Nil
 	// means chatproto's defaults.
@@ -117,8 +128,11 @@ type Handler struct {
 }
 
 // NewHandler returns a Handler that asks model for its answers. opts may be
-// nil for the defaults; NewHandler copies it.
+// nil for the defaults; NewHandler copies it. It panics if model is nil.
 func NewHandler(model Model, opts *Options) *Handler {
+	if model == nil {
+		panic("stream: NewHandler needs a Model")
+	}
 	h := &Handler{model: model}
 	if opts != nil {
 		h.opts = *opts
@@ -137,6 +151,7 @@ func NewHandler(model Model, opts *Options) *Handler {
 	}
 	o.Timeout = orDefault(o.Timeout, DefaultTimeout)
 	o.IdleTimeout = orDefault(o.IdleTimeout, DefaultIdleTimeout)
+	o.WriteTimeout = orDefault(o.WriteTimeout, DefaultWriteTimeout)
 	h.log = o.Logger
 	if h.log == nil {
 		h.log = slog.Default()
@@ -192,7 +207,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	w.Header().Set("X-Request-Id", x.id)
+	x.rc = http.NewResponseController(w)
+	defer x.recoverPanic()
 	x.serve()
+	x.done()
+}
+
+// recoverPanic turns a panic while serving (in the model, most likely) into
+// an internal_error answer and a log line with the stack, instead of a
+// connection cut with nothing logged by the handler. http.ErrAbortHandler is
+// passed on: it asks net/http to cut the connection.
+func (x *exchange) recoverPanic() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	x.fail = &failure{
+		status:  http.StatusInternalServerError,
+		code:    chatproto.CodeInternal,
+		message: "internal server error",
+		cause:   fmt.Errorf("stream: panic: %v", v),
+		attrs:   []slog.Attr{slog.String("stack", string(debug.Stack()))},
+	}
+	if !x.gone {
+		x.writeFailure()
+	}
 	x.done()
 }
 
@@ -211,12 +253,13 @@ type exchange struct {
 	sent         int    // messages sent upstream
 	dropped      int    // messages the history bound dropped
 
-	started bool // the status and a first byte are on their way
-	status  int
-	fail    *failure
-	gone    bool // the client went away
-	finish  string
-	usage   *Usage
+	noDeadlines bool // the ResponseWriter cannot set write deadlines
+	started     bool // the status and a first byte are on their way
+	status      int
+	fail        *failure
+	gone        bool // the client went away
+	finish      string
+	usage       *Usage
 }
 
 func (x *exchange) serve() {
@@ -276,10 +319,6 @@ func (x *exchange) relay(req *Request) {
 		idle = time.AfterFunc(opts.IdleTimeout, func() { cancel(errIdle) })
 		defer idle.Stop()
 	}
-	if x.stream {
-		x.rc = http.NewResponseController(x.w)
-	}
-
 	var content strings.Builder // the complete answer's content
 	finished := false
 	for d, err := range x.h.model.Stream(ctx, req) {
@@ -362,6 +401,7 @@ func (x *exchange) upstreamFailed(ctx context.Context, err error) {
 // startStream sets the streaming headers and puts the first line in the
 // buffer.
 func (x *exchange) startStream() {
+	x.extendWriteDeadline()
 	h := x.w.Header()
 	h.Set("Content-Type", "application/jsonl")
 	h.Set("Cache-Control", "no-store")
@@ -379,6 +419,7 @@ func (x *exchange) flush() bool {
 	if len(x.buf) == 0 {
 		return true
 	}
+	x.extendWriteDeadline()
 	_, err := x.w.Write(x.buf)
 	x.buf = x.buf[:0]
 	if err == nil {
@@ -393,6 +434,22 @@ func (x *exchange) flush() bool {
 		return false
 	}
 	return true
+}
+
+// extendWriteDeadline gives the next write WriteTimeout to complete, or
+// lifts the server's deadline when there is no bound. A ResponseWriter that
+// cannot set deadlines keeps its own.
+func (x *exchange) extendWriteDeadline() {
+	if x.noDeadlines {
+		return
+	}
+	var d time.Time
+	if t := x.h.opts.WriteTimeout; t > 0 {
+		d = time.Now().Add(t)
+	}
+	if err := x.rc.SetWriteDeadline(d); err != nil {
+		x.noDeadlines = true // do not ask again: the error allocates
+	}
 }
 
 // writeFailure answers x.fail: an HTTP error before the first byte, an error
@@ -410,6 +467,7 @@ func (x *exchange) writeFailure() {
 	}
 	h.Set("Cache-Control", "no-store")
 	x.status = f.status
+	x.extendWriteDeadline()
 	chatproto.WriteError(x.w, f.protoError())
 	if x.status < 400 || x.status > 599 {
 		x.status = http.StatusInternalServerError // as WriteError answered
@@ -423,6 +481,7 @@ func (x *exchange) writeCompletion(content string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	x.extendWriteDeadline()
 	x.w.WriteHeader(http.StatusOK)
 	if _, err := x.w.Write(x.buf); err != nil {
 		x.gone = true

@@ -280,21 +280,27 @@ func eval[T any](p *page, expr string) T {
 // waitFor waits until a JavaScript expression is truthy in the page.
 func (p *page) waitFor(what, expr string) {
 	p.t.Helper()
-	timeout := testTimeout
-	if d, ok := p.ctx.Deadline(); ok {
+	p.waitWithin(testTimeout, what, expr)
+}
+
+// waitWithin is waitFor with a shorter bound.
+func (p *page) waitWithin(timeout time.Duration, what, expr string) {
+	p.t.Helper()
+	if d, ok := p.ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = time.Until(d)
 	}
 	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
 		chromedp.WithPollingInterval(10*time.Millisecond),
 		chromedp.WithPollingTimeout(timeout)))
 	if err != nil {
-		p.t.Fatalf("browsertest: waiting for %s (%s): %v", what, expr, p.explain(err))
+		p.t.Fatalf("browsertest: waiting %v for %s (%s): %v", timeout.Round(time.Second),
+			what, expr, p.explain(err))
 	}
 }
 
 // explain turns the end of the test's time into a message that says so.
 func (p *page) explain(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, chromedp.ErrPollingTimeout) {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w (the test's %v ran out)", err, testTimeout)
 	}
 	return err

@@ -25,6 +25,8 @@ const lastAnswer = `[...document.querySelectorAll("#transcript .msg.assistant")]
 // stop that (Chromium 156).
 func (p *page) ask(question string) {
 	p.t.Helper()
+	const users = `document.querySelectorAll("#transcript .msg.user").length`
+	before := eval[int](p, users)
 	p.do("type the question and press Enter",
 		chromedp.Evaluate[chromedp.Void](`(() => {
 			const box = document.getElementById("prompt");
@@ -32,7 +34,12 @@ func (p *page) ask(question string) {
 			box.value = "";
 		})()`),
 		chromedp.SendKeys(chromedp.ID("prompt"), question+kb.Enter))
+	p.waitWithin(sendTimeout, "the question to appear in the transcript after Enter",
+		fmt.Sprintf("%s > %d", users, before))
 }
+
+// sendTimeout bounds the wait for a question to show once it was sent.
+const sendTimeout = 10 * time.Second
 
 // waitAnswer waits until the last answer has left the streaming state and
 // returns that state.
@@ -100,7 +107,7 @@ func TestPageStreamsAnswerToQuestionSentWithEnter(t *testing.T) {
 		if users > len(answers) {
 			return aoaitest.Text("unexpected turn")
 		}
-		return slowText(answers[users-1], 60*time.Millisecond)
+		return slowText(answers[users-1], 80*time.Millisecond)
 	})
 	p := openPage(t, srv.URL+"/")
 
@@ -250,7 +257,8 @@ func TestInjectedMarkupInAnAnswerIsShownAsText(t *testing.T) {
 	}
 	answer := "Here is **bold** text. " + strings.Join(payloads, " ") +
 		"\n\n" + payloads[1] + "\n\n" +
-		fmt.Sprintf(`[a markdown link](javascript:window.%s='md')`, pwned)
+		fmt.Sprintf(`[a markdown link](javascript:window.%s='md')`, pwned) +
+		" and ![a pixel](browsertest-pixel.png)"
 	srv, _ := serveApp(t, func(*aoaitest.ChatRequest) aoaitest.Reply {
 		return slowText(answer, 10*time.Millisecond)
 	})
@@ -265,10 +273,6 @@ func TestInjectedMarkupInAnAnswerIsShownAsText(t *testing.T) {
 	}
 	// Give an image's error event or a frame's load time to run.
 	p.do("wait for late events", chromedp.Sleep(500*time.Millisecond))
-	// Follow every link the answer has, as a user might.
-	p.do("click the answer's links", chromedp.Evaluate[chromedp.Void](
-		`document.querySelectorAll("#transcript a").forEach((a) => a.click())`))
-	p.do("wait for the clicks", chromedp.Sleep(200*time.Millisecond))
 
 	type result struct {
 		Flag      string   // the property the payloads set, or "unset"
@@ -282,9 +286,8 @@ func TestInjectedMarkupInAnAnswerIsShownAsText(t *testing.T) {
 	got := eval[result](p, `(() => {
 		const t = document.getElementById("transcript");
 		const all = [...t.querySelectorAll("*")];
-		const flag = window.`+pwned+`;
 		return {
-			Flag: flag === undefined ? "unset" : String(flag),
+			Flag: String(window.`+pwned+` ?? "unset"),
 			Elements: [...t.querySelectorAll(
 				"script, img, svg, iframe, object, embed, style, form, input")]
 				.map((e) => e.outerHTML),
@@ -323,5 +326,23 @@ func TestInjectedMarkupInAnAnswerIsShownAsText(t *testing.T) {
 		if !strings.Contains(got.Text, s) {
 			t.Errorf("the answer does not show the markup as text: %q\nin %q", s, got.Text)
 		}
+	}
+	for _, u := range p.requested() {
+		if strings.Contains(u, "browsertest-pixel") || strings.HasSuffix(u, "/x") {
+			t.Errorf("the answer made the page request %s", u)
+		}
+	}
+
+	// Follow every link of the answer, as a user might; the flag stays unset
+	// and the page stays where it is.
+	p.do("click the answer's links", chromedp.Evaluate[chromedp.Void](
+		`document.querySelectorAll("#transcript a").forEach((a) => a.click())`))
+	p.do("wait for the clicks", chromedp.Sleep(300*time.Millisecond))
+	type after struct{ Flag, URL string }
+	want := after{Flag: "unset", URL: srv.URL + "/"}
+	clicked := eval[after](p, `({Flag: String(window.`+pwned+` ?? "unset"), URL: location.href})`)
+	if clicked != want {
+		t.Errorf("after clicking the answer's links: window.%s = %q, page at %s; "+
+			"want %q at %s", pwned, clicked.Flag, clicked.URL, want.Flag, want.URL)
 	}
 }

@@ -1,8 +1,11 @@
 package browsertest
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aoaiblocks/securechat/aoaitest"
+	"github.com/aoaiblocks/securechat/chatproto"
+	"github.com/aoaiblocks/securechat/stream"
 )
 
 // lastAnswer is a JavaScript expression for the last assistant message.
@@ -230,9 +235,14 @@ func TestServerErrorIsShownToTheUser(t *testing.T) {
 			Unsent: !!document.querySelector("#transcript .msg.user.unsent"),
 		};
 	})()`)
+	// What the server answers the same question, straight from Go.
+	sent := serverError(t, srv, `{"messages":[{"role":"user","content":"Hello?"}]}`)
+	if sent.Code != stream.CodeUpstreamAuth {
+		t.Errorf("the server answered code %q, want %q", sent.Code, stream.CodeUpstreamAuth)
+	}
 	want := shown{
-		Message: "the service is not authorized to use the model",
-		Detail:  "Code: upstream_auth · HTTP 502",
+		Message: sent.Message,
+		Detail:  fmt.Sprintf("Code: %s · HTTP %d", sent.Code, sent.Status),
 		Unsent:  true,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -241,6 +251,31 @@ func TestServerErrorIsShownToTheUser(t *testing.T) {
 	if n := len(aoai.Requests()); n == 0 {
 		t.Error("the request never reached Azure OpenAI")
 	}
+}
+
+// serverError posts body to the app's streaming endpoint and returns the
+// error it answers.
+func serverError(t *testing.T, srv *httptest.Server, body string) *chatproto.Error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/chat/stream",
+		strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("asking the app directly: %v", err)
+	}
+	defer res.Body.Close()
+	var e chatproto.ErrorResponse
+	if err := json.NewDecoder(res.Body).Decode(&e); err != nil || e.Error == nil {
+		t.Fatalf("the app answered %s without an error body (%v)", res.Status, err)
+	}
+	e.Error.Status = res.StatusCode
+	return e.Error
 }
 
 // pwned is the window property the injection payloads try to set.

@@ -1,0 +1,305 @@
+// Package app is securechat's example chat app as a library: the embedded
+// page, the AI Chat Protocol endpoints over keyless Azure OpenAI, health and
+// readiness probes, security headers, access logs and optional sign-in
+// through Azure Container Apps built-in authentication, all behind one
+// http.Handler. The command in the parent directory is a thin main around it;
+// tests and tools build the same handler in their own process with New.
+//
+// # Routes
+//
+//	GET  /                 the page (index.html) and its static files
+//	GET  /config.json      {"demo":bool,"user":string} for the page
+//	POST /chat             a complete answer (application/json)
+//	POST /chat/stream      a streamed answer (application/jsonl)
+//	GET  /healthz          200 while the process serves
+//	GET  /readyz           200 once the configuration is valid and the
+//	                       credential has produced a token; 503 before
+//
+// Every response carries ContentSecurityPolicy, X-Content-Type-Options:
+// nosniff and Referrer-Policy: no-referrer, and an X-Request-Id that the
+// access log line and the chat handler's own log lines share.
+//
+// # Sign-in
+//
+// With Options.RequireSignIn, every request but the probes must carry the
+// X-MS-CLIENT-PRINCIPAL header that Azure Container Apps built-in
+// authentication adds after it signed the user in; others get 401 with the
+// protocol's error body. The user's name (the principal's name claim) is
+// passed to the page through /config.json. The header is trusted as is: turn
+// this on only where the platform's authentication sits in front of the app
+// and nothing else can reach it, as in Container Apps.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/aoaiblocks/securechat/chatproto"
+	"github.com/aoaiblocks/securechat/keyless"
+	"github.com/aoaiblocks/securechat/stream"
+)
+
+// Options configures an App. Config, or Model, is required; everything else
+// has a default.
+type Options struct {
+	// Config locates Azure OpenAI. It is validated by New. It is not used
+	// when Model is set.
+	Config keyless.Config
+
+	// Getenv is the environment the credential chain reads (IDENTITY_ENDPOINT,
+	// AZURE_CLIENT_ID, AZURE_TOKEN_CREDENTIALS, ...). Nil means os.Getenv.
+	// Demo mode and tests inject the stand-ins' environment here instead of
+	// changing the process's.
+	Getenv func(string) string
+
+	// Credential authorizes the calls to Azure OpenAI. Nil means the keyless
+	// credential chain built from Getenv.
+	Credential azcore.TokenCredential
+
+	// HTTPClient sends the requests to Azure OpenAI. Nil means the default;
+	// tests and the demo pass the Azure OpenAI stand-in's Client.
+	HTTPClient *http.Client
+
+	// Model answers the chat requests. Nil means Azure OpenAI through the
+	// keyless client built from Config, Credential and HTTPClient. Set it to
+	// serve another backend, or an in-process model in benchmarks.
+	Model stream.Model
+
+	// Stream configures the chat handler (system prompt, limits, timeouts).
+	// Nil means its defaults. Its Logger defaults to Logger.
+	Stream *stream.Options
+
+	// Web holds the page: index.html at its root and the files it loads.
+	// Nil serves no page (the API and probes still work).
+	Web fs.FS
+
+	// Logger receives the access log and the app's own lines. Nil discards
+	// them.
+	Logger *slog.Logger
+
+	// Demo tells the page that answers are simulated.
+	Demo bool
+
+	// RequireSignIn makes every request but the probes carry Azure Container
+	// Apps built-in authentication's principal header. See the package
+	// documentation.
+	RequireSignIn bool
+}
+
+// App is the chat app's HTTP handler. It is safe for concurrent use.
+type App struct {
+	handler http.Handler
+	log     *slog.Logger
+	demo    bool
+	token   func(context.Context) (string, error) // nil when Model was given
+}
+
+// New returns the app for opts. It reports an invalid Config, and a
+// credential chain that cannot be built, before serving anything.
+func New(opts Options) (*App, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &App{log: log, demo: opts.Demo}
+
+	model := opts.Model
+	if model == nil {
+		m, token, err := azureModel(opts)
+		if err != nil {
+			return nil, err
+		}
+		model, a.token = m, token
+	}
+
+	var sopts stream.Options
+	if opts.Stream != nil {
+		sopts = *opts.Stream
+	}
+	if sopts.Logger == nil {
+		sopts.Logger = log
+	}
+	chat := stream.NewHandler(model, &sopts)
+
+	mux := http.NewServeMux()
+	mux.Handle(routeChat, chat)
+	mux.Handle(routeChatStream, chat)
+	mux.HandleFunc(routeHealth, a.serveHealth)
+	mux.HandleFunc(routeReady, a.serveReady)
+	mux.HandleFunc("GET /config.json", a.serveConfig)
+	if opts.Web != nil {
+		mux.Handle("/", staticFiles(opts.Web))
+	}
+
+	var h http.Handler = recordRoute(mux)
+	if opts.RequireSignIn {
+		h = requireSignIn(h)
+	}
+	a.handler = accessLog(log, securityHeaders(h))
+	return a, nil
+}
+
+// azureModel builds the Azure OpenAI model for opts.Config and the token
+// provider the readiness probe uses. The model's client and the probe share
+// one credential.
+func azureModel(opts Options) (stream.Model, func(context.Context) (string, error), error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, nil, err
+	}
+	cred := opts.Credential
+	if cred == nil {
+		var err error
+		cred, err = keyless.NewCredential(&keyless.CredentialOptions{
+			Getenv: credentialEnv(opts.Config, opts.Getenv),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: building the credential: %w", err)
+		}
+	}
+	client, err := keyless.NewClient(opts.Config, &keyless.ClientOptions{
+		HTTPClient: opts.HTTPClient,
+		Credential: cred,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("app: building the Azure OpenAI client: %w", err)
+	}
+	model := stream.NewAzureModel(client, opts.Config.Deployment,
+		&stream.AzureOptions{Credential: cred})
+	return model, keyless.NewTokenProvider(cred, ""), nil
+}
+
+// credentialEnv is the environment of the credential chain: getenv (nil
+// means the process's), with the configuration's client and tenant IDs in
+// place of AZURE_CLIENT_ID and AZURE_TENANT_ID, as keyless.NewClient does for
+// the credential it builds itself (the configuration may come from the azd
+// .env file rather than the environment).
+func credentialEnv(cfg keyless.Config, getenv func(string) string) func(string) string {
+	if getenv == nil && cfg.ClientID == "" && cfg.TenantID == "" {
+		return nil
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return func(name string) string {
+		switch {
+		case name == "AZURE_CLIENT_ID" && cfg.ClientID != "":
+			return cfg.ClientID
+		case name == "AZURE_TENANT_ID" && cfg.TenantID != "":
+			return cfg.TenantID
+		}
+		return getenv(name)
+	}
+}
+
+// ServeHTTP answers one request.
+func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.handler.ServeHTTP(w, r)
+}
+
+// Patterns of the probes.
+const (
+	routeHealth = "GET /healthz"
+	routeReady  = "GET /readyz"
+)
+
+// readyTimeout bounds how long one readiness probe waits for a token.
+const readyTimeout = 10 * time.Second
+
+// Ready reports whether the app can answer: nil once its credential has
+// produced a token (the token provider caches it, so later calls ask the
+// identity platform again only when the token nears its expiry), the
+// credential's error otherwise. An app built with Options.Model is always
+// ready.
+func (a *App) Ready(ctx context.Context) error {
+	if a.token == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	_, err := a.token(ctx)
+	return err
+}
+
+// CheckCredential gets a token once and logs the outcome, so a developer who
+// has not signed in learns it when the app starts rather than at the first
+// question.
+func (a *App) CheckCredential(ctx context.Context) {
+	if err := a.Ready(ctx); err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("the credential could not get a token yet; chat requests will "+
+				"fail until it can", "err", err)
+		}
+		return
+	}
+	if a.token != nil {
+		a.log.Info("the credential got a token")
+	}
+}
+
+func (a *App) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := a.Ready(r.Context()); err != nil {
+		a.log.Warn("not ready", "err", err)
+		chatproto.WriteError(w, &chatproto.Error{
+			Status:  http.StatusServiceUnavailable,
+			Code:    "not_ready",
+			Message: "the app cannot get a token for Azure OpenAI yet",
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// pageConfig is what the page reads from /config.json.
+type pageConfig struct {
+	Demo bool   `json:"demo"`
+	User string `json:"user"`
+}
+
+func (a *App) serveConfig(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, pageConfig{Demo: a.demo, User: userFrom(r.Context())})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// staticFiles serves the page's files from web to GET and HEAD requests.
+// Directory listings are not served: a path to a directory without an
+// index.html is 404.
+func staticFiles(web fs.FS) http.Handler {
+	files := http.FileServerFS(web)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		name := r.URL.Path[1:]
+		if name == "" || name[len(name)-1] == '/' {
+			name += "index.html"
+		}
+		if f, err := fs.Stat(web, name); err != nil || f.IsDir() {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, r)
+	})
+}

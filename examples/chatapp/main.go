@@ -1,0 +1,65 @@
+// Command chatapp is securechat's deployable chat app: an embedded web page
+// and the AI Chat Protocol endpoints in one process, answering with Azure
+// OpenAI through a keyless (Microsoft Entra ID) credential.
+//
+// Try it without Azure:
+//
+//	go run ./examples/chatapp -demo
+//
+// and open the address it prints. Demo mode starts local stand-ins for Azure
+// OpenAI and the managed identity endpoint inside the process; answers are
+// simulated, but every request takes the production path: a token from the
+// credential chain, the official openai-go client, the stream handler.
+//
+// Against your own Azure OpenAI, after `azd up` (or `azd auth login` and an
+// azd environment that names an existing account):
+//
+//	go run ./examples/chatapp
+//
+// The configuration comes from the environment or, locally, from the current
+// azd environment's .env file. Without it, and without -demo, the command
+// exits with status 2 and lists each missing value with how to get it.
+//
+// # Flags and environment
+//
+//	-demo              SECURECHAT_DEMO=1      run against in-process stand-ins
+//	-addr host:port    PORT (port only)       listen address; default :8080, and
+//	                                          127.0.0.1:8080 in demo mode
+//	-shutdown-timeout  SECURECHAT_SHUTDOWN_TIMEOUT  drain time after SIGTERM (25s)
+//	-require-sign-in   SECURECHAT_REQUIRE_SIGN_IN=1 demand Container Apps
+//	                                          built-in authentication's principal
+//	-log-level         SECURECHAT_LOG_LEVEL   debug, info, warn or error
+//	-demo-pace         SECURECHAT_DEMO_PACE   delay between demo answer words
+//
+// Azure OpenAI: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_CHAT_DEPLOYMENT,
+// AZURE_OPENAI_API_VERSION (optional), AZURE_CLIENT_ID (user-assigned managed
+// identity), AZURE_TENANT_ID. Logs are JSON when RUNNING_IN_PRODUCTION or
+// CONTAINER_APP_NAME is set, text otherwise.
+package main
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// webFiles holds the page: index.html, its script, styles and the vendored
+// libraries, served from the binary itself.
+//
+//go:embed web
+var webFiles embed.FS
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	// After the first signal, a second one ends the process at once.
+	context.AfterFunc(ctx, stop)
+
+	web, err := fs.Sub(webFiles, "web")
+	if err != nil {
+		panic(err) // the embed pattern above guarantees the directory
+	}
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, web, os.Stderr))
+}

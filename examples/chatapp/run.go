@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aoaiblocks/securechat/examples/chatapp/app"
+	"github.com/aoaiblocks/securechat/keyless"
+)
+
+// Exit statuses of the command.
+const (
+	exitOK     = 0
+	exitFailed = 1 // could not start or serve
+	exitUsage  = 2 // bad flags, or no Azure configuration and no demo
+)
+
+// settings are the command's flags after the environment filled their
+// defaults.
+type settings struct {
+	demo            bool
+	addr            string
+	shutdownTimeout time.Duration
+	requireSignIn   bool
+	logLevel        slog.Level
+	demoPace        time.Duration
+}
+
+// parseSettings reads args, taking each flag's default from its environment
+// variable. A flag given on the command line wins over the environment.
+func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (
+	settings, error) {
+	var s settings
+	var errs []error
+	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	envBool := func(name string) bool {
+		v := env(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q is not a boolean (use 1 or 0)", name, v))
+		}
+		return b
+	}
+	envDuration := func(name string, def time.Duration) time.Duration {
+		v := env(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a duration such as 25s", name, v))
+			return def
+		}
+		return d
+	}
+
+	demo := envBool("SECURECHAT_DEMO")
+	defaultAddr := ":8080"
+	if p := env("PORT"); p != "" {
+		defaultAddr = ":" + p
+	}
+	level := slog.LevelInfo
+	if v := env("SECURECHAT_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("SECURECHAT_LOG_LEVEL=%q: use debug, info, warn "+
+				"or error", v))
+		}
+	}
+
+	fset := flag.NewFlagSet("chatapp", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.BoolVar(&s.demo, "demo", demo,
+		"answer with in-process stand-ins of Azure OpenAI and managed identity "+
+			"(env SECURECHAT_DEMO=1); needs no Azure")
+	fset.StringVar(&s.addr, "addr", "",
+		"address to listen on (default :$PORT, :8080 without PORT; "+
+			"127.0.0.1:$PORT in demo mode)")
+	fset.DurationVar(&s.shutdownTimeout, "shutdown-timeout",
+		envDuration("SECURECHAT_SHUTDOWN_TIMEOUT", app.DefaultShutdownTimeout),
+		"after SIGTERM, how long answers in flight may take before they are cancelled "+
+			"(env SECURECHAT_SHUTDOWN_TIMEOUT)")
+	fset.BoolVar(&s.requireSignIn, "require-sign-in", envBool("SECURECHAT_REQUIRE_SIGN_IN"),
+		"require Azure Container Apps built-in authentication's X-MS-CLIENT-PRINCIPAL "+
+			"on every request but the health probes (env SECURECHAT_REQUIRE_SIGN_IN=1)")
+	fset.TextVar(&s.logLevel, "log-level", level,
+		"log level: debug, info, warn or error (env SECURECHAT_LOG_LEVEL)")
+	fset.DurationVar(&s.demoPace, "demo-pace", envDuration("SECURECHAT_DEMO_PACE", 0),
+		"demo mode: delay between the words of an answer (default "+
+			app.DefaultDemoPace.String()+"; env SECURECHAT_DEMO_PACE)")
+	if err := fset.Parse(args); err != nil {
+		return s, err
+	}
+	if fset.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fset.Arg(0)))
+	}
+
+	if s.addr == "" {
+		s.addr = defaultAddr
+		if s.demo {
+			// A demo serves only this machine: nobody else should reach it.
+			_, port, _ := net.SplitHostPort(defaultAddr)
+			s.addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return s, errors.Join(errs...)
+}
+
+// run is the whole command. It returns the process's exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, web fs.FS,
+	stderr io.Writer) int {
+	s, err := parseSettings(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "chatapp: %v\n", err)
+		return exitUsage
+	}
+	production := app.Production(getenv)
+	log := app.NewLogger(stderr, production, s.logLevel)
+
+	opts := app.Options{
+		Web:           web,
+		Logger:        log,
+		RequireSignIn: s.requireSignIn,
+	}
+	if s.demo {
+		demo, err := app.StartDemo(s.demoPace)
+		if err != nil {
+			fmt.Fprintf(stderr, "chatapp: starting the demo stand-ins: %v\n", err)
+			return exitFailed
+		}
+		defer demo.Close()
+		if err := demo.SetProcessEnv(); err != nil {
+			fmt.Fprintf(stderr, "chatapp: %v\n", err)
+			return exitFailed
+		}
+		opts = demo.Options(opts)
+	} else {
+		cfg, err := keyless.LoadConfig(&keyless.ConfigOptions{Getenv: getenv, AzdEnv: true})
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "chatapp: Azure OpenAI is not configured:\n%v\n\n"+
+				"To try the app without Azure, run it with -demo.\n", err)
+			return exitUsage
+		}
+		opts.Config = cfg
+		opts.Getenv = getenv
+	}
+
+	a, err := app.New(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "chatapp: %v\n", err)
+		return exitFailed
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "chatapp: %v\n", err)
+		return exitFailed
+	}
+
+	url := app.URL(ln.Addr())
+	if s.demo {
+		fmt.Fprintf(stderr, "securechat: demo mode: answers are simulated by local stand-ins "+
+			"of Azure OpenAI and managed identity; nothing leaves this machine.\n"+
+			"securechat: open %s\n", url)
+	} else {
+		fmt.Fprintf(stderr, "securechat: listening on %s\n", url)
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "demo", s.demo,
+		"require_sign_in", s.requireSignIn, "production", production)
+	go a.CheckCredential(ctx)
+
+	err = app.Serve(ctx, ln, a, log, s.shutdownTimeout)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("serving failed", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}

@@ -24,6 +24,17 @@ const (
 	exitUsage  = 2 // bad flags, or no Azure configuration and no demo
 )
 
+// usage opens the -help text.
+const usage = `chatapp serves securechat's chat page and AI Chat Protocol endpoints,
+answering with Azure OpenAI through a keyless Microsoft Entra ID credential.
+
+  chatapp -demo    try it with local stand-ins, no Azure needed
+  chatapp          use the Azure OpenAI named by AZURE_OPENAI_ENDPOINT and
+                   AZURE_OPENAI_CHAT_DEPLOYMENT (or the current azd environment)
+
+Flags:
+`
+
 // settings are the command's flags after the environment filled their
 // defaults.
 type settings struct {
@@ -37,8 +48,9 @@ type settings struct {
 
 // parseSettings reads args, taking each flag's default from its environment
 // variable. A flag given on the command line wins over the environment.
-func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (
-	settings, error) {
+// production tells whether the process runs in Azure (see app.Production).
+func parseSettings(args []string, getenv func(string) string, production bool,
+	stderr io.Writer) (settings, error) {
 	var s settings
 	var errs []error
 	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
@@ -81,12 +93,16 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 
 	fset := flag.NewFlagSet("chatapp", flag.ContinueOnError)
 	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fset.PrintDefaults()
+	}
 	fset.BoolVar(&s.demo, "demo", demo,
 		"answer with in-process stand-ins of Azure OpenAI and managed identity "+
 			"(env SECURECHAT_DEMO=1); needs no Azure")
 	fset.StringVar(&s.addr, "addr", "",
-		"address to listen on (default :$PORT, :8080 without PORT; "+
-			"127.0.0.1:$PORT in demo mode)")
+		"address to listen on (default :$PORT, :8080 without PORT; in demo mode "+
+			"outside Azure, 127.0.0.1 and that port)")
 	fset.DurationVar(&s.shutdownTimeout, "shutdown-timeout",
 		envDuration("SECURECHAT_SHUTDOWN_TIMEOUT", app.DefaultShutdownTimeout),
 		"after SIGTERM, how long answers in flight may take before they are cancelled "+
@@ -108,8 +124,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 
 	if s.addr == "" {
 		s.addr = defaultAddr
-		if s.demo {
-			// A demo serves only this machine: nobody else should reach it.
+		if s.demo && !production {
+			// A demo on a developer's machine serves that machine only. In a
+			// container the platform's ingress must reach it.
 			_, port, _ := net.SplitHostPort(defaultAddr)
 			s.addr = net.JoinHostPort("127.0.0.1", port)
 		}
@@ -120,7 +137,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 // run is the whole command. It returns the process's exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, web fs.FS,
 	stderr io.Writer) int {
-	s, err := parseSettings(args, getenv, stderr)
+	production := app.Production(getenv)
+	s, err := parseSettings(args, getenv, production, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -128,7 +146,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, web fs.
 		fmt.Fprintf(stderr, "chatapp: %v\n", err)
 		return exitUsage
 	}
-	production := app.Production(getenv)
 	log := app.NewLogger(stderr, production, s.logLevel)
 
 	opts := app.Options{
@@ -163,6 +180,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, web fs.
 	}
 
 	a, err := app.New(opts)
+	var credErr *keyless.CredentialError
+	if errors.As(err, &credErr) {
+		fmt.Fprintf(stderr, "chatapp: no credential source for Azure OpenAI:\n%v\n\n"+
+			"To try the app without Azure, run it with -demo.\n", err)
+		return exitUsage
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "chatapp: %v\n", err)
 		return exitFailed

@@ -427,6 +427,9 @@ func TestStreamCancelsUpstreamWhenClientLeaves(t *testing.T) {
 	// connection's, the client's.
 	http.DefaultClient.CloseIdleConnections()
 	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(a.logs.String(), `"status":499`) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the handler's last act is its log line
+	}
 	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -435,8 +438,12 @@ func TestStreamCancelsUpstreamWhenClientLeaves(t *testing.T) {
 		t.Errorf("%d goroutines, %d before the request:\n%s", n, base,
 			buf[:runtime.Stack(buf, true)])
 	}
-	if l := a.logs.last(t); l["status"] != 499.0 || l["code"] != "client_closed" {
-		t.Errorf("log line %v, want status 499, code client_closed", l)
+	for l := a.logs.last(t); l["status"] != 499.0 || l["code"] != "client_closed"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("log line %v, want status 499, code client_closed", l)
+		}
+		time.Sleep(10 * time.Millisecond)
+		l = a.logs.last(t)
 	}
 }
 

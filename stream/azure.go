@@ -43,8 +43,9 @@ type AzureOptions struct {
 // with its authorization and base URL set works). It streams chat
 // completions with stream_options.include_usage, so that the last delta
 // carries the token usage, and passes the request's overrides as
-// temperature, top_p and max_completion_tokens. It sends the text of the
-// messages only: message context and files stay in the service.
+// temperature, top_p and max_completion_tokens (which the v1 API and dated
+// API versions from 2024-10-21 on accept). It sends the text of the messages
+// only: message context and files stay in the service.
 //
 // Errors come back as openai-go returns them, for the Handler to map; a
 // refused token (401 or 403) comes back as an *Error with code

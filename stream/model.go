@@ -87,7 +87,10 @@ type Delta struct {
 
 // Usage counts the tokens of one exchange with a model, as billed.
 type Usage struct {
-	PromptTokens     int64 `json:"prompt_tokens"`
+	// PromptTokens counts the tokens of the messages sent.
+	PromptTokens int64 `json:"prompt_tokens"`
+	// CompletionTokens counts the tokens of the answer.
 	CompletionTokens int64 `json:"completion_tokens"`
-	TotalTokens      int64 `json:"total_tokens"`
+	// TotalTokens is their sum, as the backend reports it.
+	TotalTokens int64 `json:"total_tokens"`
 }

@@ -427,7 +427,7 @@ func TestReadyzIsUnavailableWhileTheCredentialFails(t *testing.T) {
 	demo := startDemo(t)
 	a, logs := newTestApp(t, demo.Options(Options{}))
 
-	demo.Identity.FailNext(100, http.StatusInternalServerError)
+	demo.Identity.FailNext(100, http.StatusBadRequest) // 5xx would be retried for seconds
 	w := serve(a, newRequest("GET", "/readyz"))
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d, want 503: %s", w.Code, w.Body)

@@ -218,6 +218,21 @@ func postStream(t *testing.T, base, question string) *http.Response {
 	return resp
 }
 
+// refusesConnections polls url until a request to it fails, for up to 5s,
+// and reports whether one did.
+func refusesConnections(url string) bool {
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		resp, err := client.Get(url)
+		if err != nil {
+			return true
+		}
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
 // line is one decoded JSON Lines line of a streamed answer.
 type line struct {
 	Delta   chatproto.MessageDelta `json:"delta"`
@@ -294,9 +309,8 @@ func TestSIGTERMLetsTheStreamInFlightFinish(t *testing.T) {
 
 	sent := time.Now()
 	p.signal(t, syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
-	if _, err := http.Get(p.url + "healthz"); err == nil {
-		t.Error("a new request was served after SIGTERM")
+	if !refusesConnections(p.url + "healthz") {
+		t.Error("new requests were still served 5s after SIGTERM")
 	}
 
 	var last line

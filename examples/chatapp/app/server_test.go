@@ -34,9 +34,14 @@ func startServe(t *testing.T, h http.Handler, timeout time.Duration) (
 }
 
 // slowLines writes "one\n", waits for next, then writes "two\n". It reports
-// on cancelled whether its context ended before it finished.
+// on cancelled whether its context ended before it finished. Requests for
+// other paths than / get 204 at once.
 func slowLines(next <-chan struct{}, cancelled chan<- bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		_, _ = io.WriteString(w, "one\n")
 		_ = http.NewResponseController(w).Flush()
 		select {
@@ -47,6 +52,21 @@ func slowLines(next <-chan struct{}, cancelled chan<- bool) http.Handler {
 			cancelled <- true
 		}
 	})
+}
+
+// refusesConnections polls url until a request to it fails, for up to 5s,
+// and reports whether one did.
+func refusesConnections(url string) bool {
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		resp, err := client.Get(url)
+		if err != nil {
+			return true
+		}
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
 }
 
 func TestServeLetsAStreamInFlightFinish(t *testing.T) {
@@ -64,9 +84,8 @@ func TestServeLetsAStreamInFlightFinish(t *testing.T) {
 	}
 
 	stop()
-	time.Sleep(100 * time.Millisecond) // let Shutdown close the listener
-	if _, err := http.Get(url); err == nil {
-		t.Error("a new request was served after shutdown began")
+	if !refusesConnections(url + "/poll") {
+		t.Error("new requests were still served 5s after shutdown began")
 	}
 	close(next)
 	rest, err := io.ReadAll(body)

@@ -22,19 +22,34 @@
 //
 // # Flags and environment
 //
-//	-demo              SECURECHAT_DEMO=1      run against in-process stand-ins
-//	-addr host:port    PORT (port only)       listen address; default :8080, and
-//	                                          127.0.0.1:8080 in demo mode
-//	-shutdown-timeout  SECURECHAT_SHUTDOWN_TIMEOUT  drain time after SIGTERM (25s)
-//	-require-sign-in   SECURECHAT_REQUIRE_SIGN_IN=1 demand Container Apps
-//	                                          built-in authentication's principal
-//	-log-level         SECURECHAT_LOG_LEVEL   debug, info, warn or error
-//	-demo-pace         SECURECHAT_DEMO_PACE   delay between demo answer words
+// Each flag has an environment variable; a flag given on the command line
+// wins.
 //
-// Azure OpenAI: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_CHAT_DEPLOYMENT,
-// AZURE_OPENAI_API_VERSION (optional), AZURE_CLIENT_ID (user-assigned managed
-// identity), AZURE_TENANT_ID. Logs are JSON when RUNNING_IN_PRODUCTION or
-// CONTAINER_APP_NAME is set, text otherwise.
+//	-demo              SECURECHAT_DEMO=1             answer with in-process
+//	                                                 stand-ins, no Azure needed
+//	-addr host:port    PORT (the port only)          where to listen; default
+//	                                                 :8080, and 127.0.0.1:8080
+//	                                                 for a demo outside Azure
+//	-shutdown-timeout  SECURECHAT_SHUTDOWN_TIMEOUT   how long answers in flight
+//	                                                 may finish after SIGTERM
+//	                                                 (25s), before they are
+//	                                                 cancelled
+//	-require-sign-in   SECURECHAT_REQUIRE_SIGN_IN=1  demand the principal of
+//	                                                 Container Apps built-in
+//	                                                 authentication
+//	-log-level         SECURECHAT_LOG_LEVEL          debug, info, warn, error
+//	-demo-pace         SECURECHAT_DEMO_PACE          delay between the words of
+//	                                                 a demo answer (45ms)
+//
+// Azure OpenAI is named by AZURE_OPENAI_ENDPOINT and
+// AZURE_OPENAI_CHAT_DEPLOYMENT, with AZURE_OPENAI_API_VERSION (optional),
+// AZURE_CLIENT_ID (a user-assigned managed identity) and AZURE_TENANT_ID, as
+// azd provisions them. Logs are JSON when RUNNING_IN_PRODUCTION or
+// CONTAINER_APP_NAME is set, text otherwise, on standard error.
+//
+// In demo mode the process points its own IDENTITY_ENDPOINT and
+// IDENTITY_HEADER at the managed identity stand-in (azidentity reads them
+// from the process environment only); nothing outside the process changes.
 package main
 
 import (

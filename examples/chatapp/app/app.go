@@ -210,20 +210,23 @@ const (
 	routeReady  = "GET /readyz"
 )
 
-// readyTimeout bounds how long one readiness probe waits for a token.
-const readyTimeout = 10 * time.Second
+// probeTimeout bounds how long one readiness probe waits for a token; the
+// token request itself goes on in the background and its token is cached.
+const probeTimeout = 5 * time.Second
+
+// checkTimeout bounds CheckCredential's wait: longer than the 60 seconds the
+// keyless chain gives the azd command.
+const checkTimeout = 90 * time.Second
 
 // Ready reports whether the app can answer: nil once its credential has
-// produced a token (the token provider caches it, so later calls ask the
-// identity platform again only when the token nears its expiry), the
-// credential's error otherwise. An app built with Options.Model is always
-// ready.
+// produced a token, the credential's error otherwise (or ctx's, when it ends
+// first). The token provider caches the token, so the identity platform is
+// asked again only when the token nears its expiry, however often Ready is
+// called. An app built with Options.Model is always ready.
 func (a *App) Ready(ctx context.Context) error {
 	if a.token == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
 	_, err := a.token(ctx)
 	return err
 }
@@ -232,16 +235,19 @@ func (a *App) Ready(ctx context.Context) error {
 // has not signed in learns it when the app starts rather than at the first
 // question.
 func (a *App) CheckCredential(ctx context.Context) {
-	if err := a.Ready(ctx); err != nil {
-		if ctx.Err() == nil {
+	if a.token == nil {
+		return
+	}
+	check, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	if err := a.Ready(check); err != nil {
+		if ctx.Err() == nil { // not shutting down
 			a.log.Warn("the credential could not get a token yet; chat requests will "+
 				"fail until it can", "err", err)
 		}
 		return
 	}
-	if a.token != nil {
-		a.log.Info("the credential got a token")
-	}
+	a.log.Info("the credential got a token")
 }
 
 func (a *App) serveHealth(w http.ResponseWriter, r *http.Request) {
@@ -251,7 +257,9 @@ func (a *App) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if err := a.Ready(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
+	defer cancel()
+	if err := a.Ready(ctx); err != nil {
 		a.log.Warn("not ready", "err", err)
 		chatproto.WriteError(w, &chatproto.Error{
 			Status:  http.StatusServiceUnavailable,

@@ -499,3 +499,22 @@ func TestDemoAnswersThroughTheKeylessChain(t *testing.T) {
 		t.Errorf("no token usage in the log:\n%s", logs)
 	}
 }
+
+func TestCheckCredentialLogsWhetherATokenCame(t *testing.T) {
+	demo := startDemo(t)
+	a, logs := newTestApp(t, demo.Options(Options{}))
+	a.CheckCredential(t.Context())
+	if !strings.Contains(logs.String(), "the credential got a token") {
+		t.Errorf("no success line:\n%s", logs)
+	}
+
+	demo = startDemo(t)
+	demo.Identity.FailNext(100, http.StatusBadRequest)
+	a, logs = newTestApp(t, demo.Options(Options{}))
+	a.CheckCredential(t.Context())
+	lines := logLines(t, logs.String(),
+		"the credential could not get a token yet; chat requests will fail until it can")
+	if len(lines) != 1 || lines[0]["level"] != "WARN" {
+		t.Errorf("want one warning:\n%s", logs)
+	}
+}

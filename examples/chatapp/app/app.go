@@ -54,10 +54,12 @@ type Options struct {
 	// when Model is set.
 	Config keyless.Config
 
-	// Getenv is the environment the credential chain reads (IDENTITY_ENDPOINT,
-	// AZURE_CLIENT_ID, AZURE_TOKEN_CREDENTIALS, ...). Nil means os.Getenv.
-	// Demo mode and tests inject the stand-ins' environment here instead of
-	// changing the process's.
+	// Getenv is the environment the credential chain reads (AZURE_CLIENT_ID,
+	// AZURE_TOKEN_CREDENTIALS, IDENTITY_ENDPOINT, ...). Nil means os.Getenv.
+	// Demo mode injects the stand-ins' environment here, so the developer's
+	// AZURE_* variables play no part. The managed identity variables are the
+	// exception: azidentity reads them from the process environment only, and
+	// keyless refuses an injected value that differs from it (see Demo).
 	Getenv func(string) string
 
 	// Credential authorizes the calls to Azure OpenAI. Nil means the keyless

@@ -518,3 +518,17 @@ func TestCheckCredentialLogsWhetherATokenCame(t *testing.T) {
 		t.Errorf("want one warning:\n%s", logs)
 	}
 }
+
+func TestDemoNeverRunsTheDevelopersAzd(t *testing.T) {
+	demo := startDemo(t)
+	azd := aoaitest.NewAzd(t) // a signed-in azd on PATH
+	demo.Identity.FailNext(100, http.StatusBadRequest)
+	a, _ := newTestApp(t, demo.Options(Options{}))
+
+	if err := a.Ready(t.Context()); err == nil {
+		t.Error("ready although the managed identity fails")
+	}
+	if n := azd.Calls(); n != 0 {
+		t.Errorf("the demo ran azd %d times, want 0", n)
+	}
+}

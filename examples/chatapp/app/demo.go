@@ -103,6 +103,9 @@ func demoEnv(id *aoaitest.Identity, endpoint string) func(string) string {
 	env := map[string]string{
 		"AZURE_OPENAI_ENDPOINT":        endpoint,
 		"AZURE_OPENAI_CHAT_DEPLOYMENT": demoDeployment,
+		// Only the managed identity source: the demo never runs the
+		// developer's azd, so no real token can reach the stand-ins.
+		"AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
 	}
 	for k, v := range id.Env() {
 		env[k] = v

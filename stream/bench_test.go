@@ -68,14 +68,16 @@ func scriptedModel(deltas []stream.Delta) stream.Model {
 	})
 }
 
-// discardWriter is an http.ResponseWriter and http.Flusher that counts what
-// it is given and keeps nothing, so that the benchmarks measure the handler
-// rather than a network or a buffer.
+// discardWriter is an http.ResponseWriter that counts what it is given and
+// keeps nothing, so that the benchmarks measure the handler rather than a
+// network or a buffer. Like net/http's own, it can flush and set write
+// deadlines (through http.ResponseController).
 type discardWriter struct {
-	header  http.Header
-	status  int
-	written int
-	flushes int
+	header    http.Header
+	status    int
+	written   int
+	flushes   int
+	deadlines int
 }
 
 func (w *discardWriter) Header() http.Header { return w.header }
@@ -95,6 +97,11 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 }
 
 func (w *discardWriter) Flush() { w.flushes++ }
+
+func (w *discardWriter) SetWriteDeadline(time.Time) error {
+	w.deadlines++
+	return nil
+}
 
 // recordWriter is an http.ResponseWriter and http.Flusher that keeps the
 // body.
@@ -254,4 +261,21 @@ func BenchmarkStreamRelayBaseline(b *testing.B) {
 	deltas := relayAnswer(relayDeltas)
 	lines, size := wireLines(b, deltas)
 	benchRelay(b, baselineHandler(scriptedModel(deltas), lines), size)
+}
+
+// BenchmarkStreamRelayEmpty measures the request's fixed cost: the same
+// request answered with no content delta, only the role and the finish.
+// (BenchmarkStreamRelay - BenchmarkStreamRelayEmpty) / 500 is the cost of
+// one delta.
+func BenchmarkStreamRelayEmpty(b *testing.B) {
+	h := newRelayHandler(nil)
+	_, size := wireLines(b, nil)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	body := strings.NewReader("")
+	for b.Loop() {
+		if w := serveRelay(h, body); w.written != size {
+			b.Fatalf("answered %d bytes, want %d", w.written, size)
+		}
+	}
 }

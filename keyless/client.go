@@ -1,6 +1,7 @@
 package keyless
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -48,7 +49,10 @@ type ClientOptions struct {
 // The client holds one token cache for its whole life (see [NewTokenProvider] for how
 // it refreshes): make one client per process and share it, as it is safe for concurrent
 // use. A token failure surfaces from the client's calls as an error holding a
-// *[CredentialError], which [errors.As] finds through openai-go's wrapping.
+// *[CredentialError], which [errors.As] finds through openai-go's wrapping. It surfaces
+// at once: openai-go does not retry a request that could not get a token (the cache
+// already remembers the failure, so a retry would only add openai-go's backoff, about
+// 1.5 s, before the same error).
 //
 // Unlike [openai.NewClient], the client ignores OPENAI_BASE_URL, OPENAI_API_KEY,
 // OPENAI_ADMIN_KEY, OPENAI_ORG_ID, OPENAI_PROJECT_ID and OPENAI_CUSTOM_HEADERS: its
@@ -71,7 +75,7 @@ func NewClient(cfg Config, opts *ClientOptions) (openai.Client, error) {
 			return openai.Client{}, err
 		}
 	}
-	cache := newTokenCache(cred, DefaultScope)
+	cache := cacheFor(cred, DefaultScope) // shares the cache of a NewCachedCredential
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = defaultHTTPClient()
@@ -83,6 +87,8 @@ func NewClient(cfg Config, opts *ClientOptions) (openai.Client, error) {
 			// azure.WithEndpoint also switches off openai-go's environment defaults.
 			azure.WithEndpoint(cfg.Endpoint, cfg.APIVersion),
 			azure.WithTokenCredential(cache),
+			// Outside azure's token middleware, which openai-go installs last.
+			option.WithMiddleware(finalCredentialFailure),
 		}
 		if u, _ := url.Parse(cfg.Endpoint); u.Scheme == "http" { // Validate: loopback only
 			ro = append(ro, azure.WithUnsafeAllowHTTP())
@@ -97,8 +103,18 @@ func NewClient(cfg Config, opts *ClientOptions) (openai.Client, error) {
 	return clientWithoutEnvironment(
 		option.WithHTTPClient(hc),
 		option.WithBaseURL(base.String()),
-		option.WithMiddleware(bearerMiddleware(cache, base)),
+		option.WithMiddleware(finalCredentialFailure, bearerMiddleware(cache, base)),
 	), nil
+}
+
+// CredentialOptions returns the options of the credential chain for cfg: base's (nil
+// means the zero value), with cfg's ClientID and TenantID in place of AZURE_CLIENT_ID
+// and AZURE_TENANT_ID, which matters when cfg came from azd's .env file rather than the
+// environment. [NewClient] builds its default credential from these options; call it
+// to build the same credential yourself, for example to share it through
+// [NewCachedCredential].
+func (cfg Config) CredentialOptions(base *CredentialOptions) *CredentialOptions {
+	return credentialOptionsFor(cfg, base)
 }
 
 // credentialOptionsFor returns the options of the default credential for cfg.
@@ -144,6 +160,33 @@ func bearerMiddleware(c *tokenCache, base *url.URL) option.Middleware {
 		req.Header.Del("Api-Key")
 		return next(req)
 	}
+}
+
+// finalCredentialFailure keeps openai-go from retrying a request that failed for want
+// of a token: the token cache remembers a failure for failureHold, so each retry would
+// only add openai-go's backoff before the same error. openai-go has no public way to mark
+// an error final, but before anything else it honours the X-Should-Retry header of the
+// response that comes with an error; so the error comes back with a stand-in response
+// that says false. openai-go then returns the error as it is. The stand-in was never
+// sent or received: it has no body, and no request reached the endpoint.
+// TestCredentialFailureIsNotRetried pins this against openai-go upgrades.
+func finalCredentialFailure(req *http.Request, next option.MiddlewareNext) (*http.Response,
+	error) {
+	resp, err := next(req)
+	var ce *CredentialError
+	if err == nil || resp != nil || !errors.As(err, &ce) {
+		return resp, err
+	}
+	return &http.Response{
+		Status:     "503 keyless: no token, request not sent",
+		StatusCode: http.StatusServiceUnavailable,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     http.Header{"X-Should-Retry": {"false"}},
+		Body:       http.NoBody,
+		Request:    req,
+	}, err
 }
 
 // clientWithoutEnvironment builds the client openai.NewClient would, minus the defaults

@@ -20,8 +20,9 @@ const (
 	// maxExpirySkew is how long before expiry a token stops being handed out; callers
 	// then wait for a new one. A quarter of the lifetime for tokens shorter than 2 min.
 	maxExpirySkew = 30 * time.Second
-	// failureHold is how long a failed token request is remembered: calls in that time,
-	// including the retries openai-go makes, get the same error without a new request.
+	// failureHold is how long a failed token request is remembered: calls in that time
+	// (a burst of requests, or the retries of a caller) get the same error without a new
+	// request.
 	failureHold = 2 * time.Second
 	// tokenRequestTimeout bounds one token request, which runs detached from the
 	// contexts of the callers waiting for it.
@@ -42,9 +43,12 @@ const (
 // Failures are *[CredentialError] values. The function is safe for concurrent use; with
 // a cached token it does not allocate. Make one provider per process and scope: each
 // holds its own cache. It panics if cred is nil.
+//
+// When cred comes from [NewCachedCredential] for the same scope, the provider shares
+// that credential's cache instead of starting its own.
 func NewTokenProvider(cred azcore.TokenCredential, scope string) func(context.Context) (
 	string, error) {
-	c := newTokenCache(cred, scope)
+	c := cacheFor(cred, scope)
 	return func(ctx context.Context) (string, error) {
 		t, err := c.get(ctx)
 		if err != nil {
@@ -83,6 +87,30 @@ type tokenFlight struct {
 	done chan struct{}
 	tok  *cachedToken
 	err  error
+}
+
+// NewCachedCredential returns a credential that serves tokens for scope ("" means
+// [DefaultScope]) from one cache, refreshed as [NewTokenProvider] describes; requests
+// for other scopes, tenants or claims go to cred unchanged.
+//
+// Use it when several parts of a program need tokens from one credential: hand the
+// result to [NewClient] (ClientOptions.Credential), to [NewTokenProvider] and to a
+// readiness probe, and they all share one cache, so the token source sees one request
+// per token lifetime. It panics if cred is nil.
+func NewCachedCredential(cred azcore.TokenCredential, scope string) azcore.TokenCredential {
+	return cacheFor(cred, scope)
+}
+
+// cacheFor returns cred itself when it is already a cache for scope, and a new cache
+// around cred otherwise.
+func cacheFor(cred azcore.TokenCredential, scope string) *tokenCache {
+	if scope == "" {
+		scope = DefaultScope
+	}
+	if c, ok := cred.(*tokenCache); ok && c.scopes[0] == scope {
+		return c
+	}
+	return newTokenCache(cred, scope)
 }
 
 func newTokenCache(cred azcore.TokenCredential, scope string) *tokenCache {

@@ -359,3 +359,36 @@ func BenchmarkTokenProviderWarm(b *testing.B) {
 		}
 	})
 }
+
+func TestCachedCredentialSharesOneCacheWithProvidersAndClients(t *testing.T) {
+	cred := &fakeCredential{now: time.Now, life: time.Hour}
+	shared := NewCachedCredential(cred, "")
+
+	provider := NewTokenProvider(shared, "")
+	probe := NewTokenProvider(shared, DefaultScope)
+	ctx := context.Background()
+	first, err := provider(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := probe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shared.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{DefaultScope}}); err != nil {
+		t.Fatal(err)
+	}
+
+	if first != second {
+		t.Errorf("providers on one cached credential got %q and %q, want the same token", first, second)
+	}
+	if n := cred.calls.Load(); n != 1 {
+		t.Errorf("token requests = %d, want 1 for two providers and a direct call", n)
+	}
+	if c := cacheFor(shared, ""); c != shared {
+		t.Error("cacheFor wrapped a cache for the same scope in a second cache")
+	}
+	if c := cacheFor(shared, "https://management.azure.com/.default"); c == shared {
+		t.Error("cacheFor reused a cache for another scope")
+	}
+}

@@ -37,7 +37,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -159,13 +158,15 @@ func azureModel(opts Options) (stream.Model, func(context.Context) (string, erro
 	cred := opts.Credential
 	if cred == nil {
 		var err error
-		cred, err = keyless.NewCredential(&keyless.CredentialOptions{
-			Getenv: credentialEnv(opts.Config, opts.Getenv),
-		})
+		cred, err = keyless.NewCredential(opts.Config.CredentialOptions(
+			&keyless.CredentialOptions{Getenv: opts.Getenv}))
 		if err != nil {
 			return nil, nil, fmt.Errorf("app: building the credential: %w", err)
 		}
 	}
+	// One cache serves the client, the model's diagnostics and the readiness probe, so
+	// the token source sees one request per token lifetime.
+	cred = keyless.NewCachedCredential(cred, "")
 	client, err := keyless.NewClient(opts.Config, &keyless.ClientOptions{
 		HTTPClient: opts.HTTPClient,
 		Credential: cred,
@@ -176,29 +177,6 @@ func azureModel(opts Options) (stream.Model, func(context.Context) (string, erro
 	model := stream.NewAzureModel(client, opts.Config.Deployment,
 		&stream.AzureOptions{Credential: cred})
 	return model, keyless.NewTokenProvider(cred, ""), nil
-}
-
-// credentialEnv is the environment of the credential chain: getenv (nil
-// means the process's), with the configuration's client and tenant IDs in
-// place of AZURE_CLIENT_ID and AZURE_TENANT_ID, as keyless.NewClient does for
-// the credential it builds itself (the configuration may come from the azd
-// .env file rather than the environment).
-func credentialEnv(cfg keyless.Config, getenv func(string) string) func(string) string {
-	if getenv == nil && cfg.ClientID == "" && cfg.TenantID == "" {
-		return nil
-	}
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	return func(name string) string {
-		switch {
-		case name == "AZURE_CLIENT_ID" && cfg.ClientID != "":
-			return cfg.ClientID
-		case name == "AZURE_TENANT_ID" && cfg.TenantID != "":
-			return cfg.TenantID
-		}
-		return getenv(name)
-	}
 }
 
 // ServeHTTP answers one request.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/aoaiblocks/securechat/aoaitest"
 	"github.com/aoaiblocks/securechat/chatproto"
+	"github.com/aoaiblocks/securechat/keyless"
 	"github.com/aoaiblocks/securechat/stream"
 )
 
@@ -530,5 +531,31 @@ func TestDemoNeverRunsTheDevelopersAzd(t *testing.T) {
 	}
 	if n := azd.Calls(); n != 0 {
 		t.Errorf("the demo ran azd %d times, want 0", n)
+	}
+}
+
+func TestReadinessAndAnswersShareOneTokenFromAzd(t *testing.T) {
+	aoaitest.Guard(t)
+	azd := aoaitest.NewAzd(t) // a laptop: no managed identity, azd signed in
+	aoai := aoaitest.NewAzureOpenAI()
+	t.Cleanup(aoai.Close)
+	a, _ := newTestApp(t, Options{
+		Config:     keyless.Config{Endpoint: aoai.URL, Deployment: "chat"},
+		HTTPClient: aoai.Client(),
+	})
+
+	if w := serve(a, newRequest("GET", "/readyz")); w.Code != http.StatusOK {
+		t.Fatalf("readyz: status %d: %s", w.Code, w.Body)
+	}
+	body := `{"messages":[{"role":"user","content":"hi"}]}`
+	r := httptest.NewRequest("POST", "/chat", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	if w := serve(a, r); w.Code != http.StatusOK {
+		t.Fatalf("chat: status %d: %s", w.Code, w.Body)
+	}
+
+	// azd caches nothing itself, so each keyless cache would cost one azd run.
+	if n := azd.Calls(); n != 1 {
+		t.Errorf("a readiness probe and an answer ran azd %d times, want 1", n)
 	}
 }

@@ -287,7 +287,7 @@ func TestCredentialErrorIsFoundThroughOpenAIClient(t *testing.T) {
 				if n := len(srv.Requests()); n != 0 {
 					t.Errorf("%d requests reached Azure OpenAI without a token", n)
 				}
-				// openai-go retries the failed request twice; the failure is remembered.
+				// openai-go does not retry it (TestCredentialFailureIsNotRetried).
 				if n := azd.Calls(); n != 1 {
 					t.Errorf("azd ran %d times for one chat, want 1", n)
 				}

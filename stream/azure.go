@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -22,6 +23,17 @@ import (
 // DefaultScope is the scope of the tokens Azure OpenAI accepts.
 const DefaultScope = "https://cognitiveservices.azure.com/.default"
 
+// Defaults of the AzureOptions retry fields.
+const (
+	// DefaultMaxRetries is how many times AzureModel retries a request that failed
+	// before its answer began, as openai-go does by default.
+	DefaultMaxRetries = 2
+	// DefaultMaxRetryWait bounds each wait before a retry. An upstream that asks for
+	// a longer wait is not retried: the client gets 429 with the upstream's
+	// Retry-After at once, instead of a silent wait.
+	DefaultMaxRetryWait = 10 * time.Second
+)
+
 // AzureOptions configures an AzureModel. A nil *AzureOptions means the
 // defaults.
 type AzureOptions struct {
@@ -33,8 +45,28 @@ type AzureOptions struct {
 	Credential azcore.TokenCredential
 	// Scope is the scope asked of Credential. Empty means DefaultScope.
 	Scope string
-	// RequestOptions are added to every chat completions call, for example
-	// option.WithMaxRetries or option.WithRequestTimeout.
+
+	// MaxRetries bounds the retries of a request that failed before its answer
+	// began: throttled (429), 408, 409, any 5xx, or a connection that failed or
+	// was cut before the response headers. Nothing is retried once the answer has
+	// begun, so never after a byte has gone to the client. Zero means
+	// DefaultMaxRetries; negative means no retries.
+	MaxRetries int
+	// MaxRetryWait bounds each wait before a retry. The wait is the one the
+	// upstream asked for (retry-after-ms, else Retry-After), or else exponential
+	// backoff from 0.5 s (doubling, less up to a quarter of jitter). When the
+	// upstream asks for a longer wait than MaxRetryWait, the request is not
+	// retried: its error (a 429 with Retry-After, for example) goes to the client
+	// at once. Zero means DefaultMaxRetryWait.
+	//
+	// The waits before the first delta therefore add up to at most MaxRetries
+	// times MaxRetryWait, and the Handler's Options.IdleTimeout bounds the whole
+	// time before the first delta, retries included.
+	MaxRetryWait time.Duration
+
+	// RequestOptions are added to every chat completions call, after the retry
+	// options above, which they override: for example option.WithMaxRetries or
+	// option.WithHeader.
 	RequestOptions []option.RequestOption
 }
 
@@ -52,14 +84,16 @@ type AzureOptions struct {
 // upstream_auth whose log attributes name the principal and the missing
 // role, with the command that assigns it.
 //
-// The openai-go client retries throttling (429) and 5xx answers itself
-// before the first chunk, honouring retry-after-ms and Retry-After, two
-// times by default; option.WithMaxRetries in RequestOptions changes that.
+// Throttling (429) and 5xx answers, and connections that fail before the
+// response headers, are retried by the openai-go client before the first chunk,
+// honouring retry-after-ms and Retry-After, within AzureOptions.MaxRetries and
+// AzureOptions.MaxRetryWait (two retries, waits of up to 10 s, by default).
 // An AzureModel is safe for concurrent use.
 type AzureModel struct {
 	client     openai.Client
 	deployment string
 	opts       AzureOptions
+	call       []option.RequestOption // the retry options, then opts.RequestOptions
 }
 
 // NewAzureModel returns the Model for the chat deployment named deployment,
@@ -73,6 +107,21 @@ func NewAzureModel(client openai.Client, deployment string, opts *AzureOptions) 
 	if m.opts.Scope == "" {
 		m.opts.Scope = DefaultScope
 	}
+	retries := m.opts.MaxRetries
+	switch {
+	case retries == 0:
+		retries = DefaultMaxRetries
+	case retries < 0:
+		retries = 0
+	}
+	wait := m.opts.MaxRetryWait
+	if wait <= 0 {
+		wait = DefaultMaxRetryWait
+	}
+	m.call = append([]option.RequestOption{
+		option.WithMaxRetries(retries),
+		option.WithMaxRetryDelay(wait),
+	}, m.opts.RequestOptions...)
 	return m
 }
 
@@ -82,7 +131,7 @@ func NewAzureModel(client openai.Client, deployment string, opts *AzureOptions) 
 // once.
 func (m *AzureModel) Stream(ctx context.Context, req *Request) iter.Seq2[Delta, error] {
 	return func(yield func(Delta, error) bool) {
-		s := m.client.Chat.Completions.NewStreaming(ctx, m.params(req), m.opts.RequestOptions...)
+		s := m.client.Chat.Completions.NewStreaming(ctx, m.params(req), m.call...)
 		defer s.Close()
 
 		var finish string

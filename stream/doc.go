@@ -72,8 +72,9 @@
 //	prompt filtered by Azure                     400     content_filter
 //	answer filtered (finish_reason               400 or  content_filter
 //	  content_filter)                            line
-//	upstream throttled after the client's        429     rate_limited
-//	  retries; Retry-After passed on
+//	upstream throttled after the retries, or     429     rate_limited
+//	  asking a longer wait than MaxRetryWait;
+//	  its Retry-After passed on
 //	upstream refused the token (401/403)         502     upstream_auth
 //	no credential could get a token              503     credential_unavailable
 //	Timeout, IdleTimeout, upstream 408/504       504     upstream_timeout
@@ -87,6 +88,25 @@
 // more is written; the log line says status 499, code client_closed. A
 // client that stops reading is treated the same once a write has waited
 // Options.WriteTimeout.
+//
+// # Retries and timeouts
+//
+// AzureModel retries a request that failed before its answer began (429, 408,
+// 409, 5xx, a connection failed or cut before the response headers) up to
+// AzureOptions.MaxRetries times (default 2), waiting what the upstream asks
+// in retry-after-ms or Retry-After, or else 0.5 s, then 1 s, ... of backoff;
+// no wait is longer than AzureOptions.MaxRetryWait (default 10 s), and an
+// upstream that asks for a longer one gets no retry: its error goes to the
+// client at once, a 429 with the upstream's Retry-After. Nothing is retried
+// once the answer has begun, so never after a byte has gone to the client. A
+// request that could not get a token is not retried either: it is answered
+// 503 credential_unavailable at once.
+//
+// The Handler bounds the exchange: Options.IdleTimeout (default 90 s) the
+// wait for the first delta, retries included, and between two deltas;
+// Options.Timeout (default 5 min) the whole answer. Either firing is a 504
+// upstream_timeout before the first byte, or an upstream_timeout error line
+// after it.
 //
 // # The Model interface
 //

@@ -81,8 +81,9 @@ type app struct {
 type setup struct {
 	version string // AZURE_OPENAI_API_VERSION
 	script  func(*aoaitest.ChatRequest) aoaitest.Reply
-	opts    stream.Options // Logger is set by newApp
-	retries *int           // openai-go's retries; nil means none
+	opts    stream.Options       // Logger is set by newApp
+	retries *int                 // openai-go's retries; nil means none
+	azure   *stream.AzureOptions // when set, the model's options instead (retries unused)
 }
 
 // newApp starts the stand-ins and the service: the handler mounted under
@@ -111,9 +112,13 @@ func newApp(t *testing.T, s setup) *app {
 	if s.retries != nil {
 		retries = *s.retries
 	}
-	model := stream.NewAzureModel(client, cfg.Deployment, &stream.AzureOptions{
+	aopts := &stream.AzureOptions{
 		RequestOptions: []option.RequestOption{option.WithMaxRetries(retries)},
-	})
+	}
+	if s.azure != nil {
+		aopts = s.azure
+	}
+	model := stream.NewAzureModel(client, cfg.Deployment, aopts)
 
 	logs := &logBuffer{}
 	opts := s.opts

@@ -56,6 +56,7 @@ type AzureOpenAI struct {
 	requests []*ChatRequest
 	denied   map[string]bool
 	conns    int
+	open     int
 }
 
 // ChatRequest is a chat completions request as the server saw it, and what it
@@ -164,10 +165,14 @@ func NewAzureOpenAI() *AzureOpenAI {
 	s := &AzureOpenAI{denied: map[string]bool{}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			s.mu.Lock()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch st {
+		case http.StateNew:
 			s.conns++
-			s.mu.Unlock()
+			s.open++
+		case http.StateClosed, http.StateHijacked:
+			s.open--
 		}
 	}
 	s.srv.Config.ErrorLog = discardLog
@@ -217,6 +222,17 @@ func (s *AzureOpenAI) TLSConnections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.conns
+}
+
+// OpenConnections reports how many client connections to the server are open now, idle
+// ones included. The server sees a connection close when it next reads from it, at once
+// for an idle one, so poll for a while: after the clients have closed their idle
+// connections (http.Client.CloseIdleConnections), what stays open is held by a
+// request, such as a response body nobody closed.
+func (s *AzureOpenAI) OpenConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
 }
 
 // Deny makes the server answer 403 PermissionDenied to the principal (an oid), as

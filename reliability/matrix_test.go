@@ -407,3 +407,52 @@ func (c *forgingCredential) GetToken(context.Context, policy.TokenRequestOptions
 	forged := signed + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 	return azcore.AccessToken{Token: forged, ExpiresOn: time.Now().Add(time.Second)}, nil
 }
+
+func TestClientLeavingMidStreamCancelsUpstream(t *testing.T) {
+	checkLeaks(t)
+	w := newWorld(t, true)
+	w.answer("slow", always(aoaitest.Reply{Deltas: append(words, words...),
+		ChunkDelay: 100 * time.Millisecond}))
+	s := w.serve(t, app.Options{})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	body := strings.NewReader(`{"messages":[{"role":"user","content":"slow fault"}]}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/chat/stream", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", "leaving")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 1)
+	if _, err := resp.Body.Read(line); err != nil { // the stream has started
+		t.Fatal(err)
+	}
+	cancel()
+	resp.Body.Close()
+
+	_, l := s.logs.line(t, "chat request", "leaving")
+	got := fmt.Sprintf("status=%v code=%v", l["status"], l["code"])
+	if want := "status=499 code=client_closed"; got != want {
+		t.Errorf("log line: %s, want %s", got, want)
+	}
+	reqs := w.aoai.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("Azure OpenAI got %d requests, want 1", len(reqs))
+	}
+	select {
+	case <-reqs[0].Done:
+	case <-time.After(leakWait):
+		t.Fatalf("Azure OpenAI still streams %v after the client left", leakWait)
+	}
+	if r := w.aoai.Requests()[0]; !r.Canceled {
+		t.Errorf("Azure OpenAI finished its answer (status %d): the upstream request was "+
+			"not cancelled", r.Status)
+	}
+	if r := s.ask(t, "/chat/stream", "after", "hi"); outcome(r) != "200 stream" {
+		t.Errorf("the next request: %s", outcome(r))
+	}
+}

@@ -29,8 +29,8 @@ const (
 	// before its answer began, as openai-go does by default.
 	DefaultMaxRetries = 2
 	// DefaultMaxRetryWait bounds each wait before a retry. An upstream that asks for
-	// a longer wait is not retried: the client gets 429 with the upstream's
-	// Retry-After at once, instead of a silent wait.
+	// a longer wait is not retried: the client gets the error at once (a 429 with the
+	// upstream's Retry-After) instead of a silent wait.
 	DefaultMaxRetryWait = 10 * time.Second
 )
 

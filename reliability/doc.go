@@ -12,10 +12,12 @@
 //     error line the client gets, its code, the fields of the request's log line, the
 //     number of upstream attempts (retries included), and that the next request
 //     succeeds.
+//   - A client leaving mid-stream (TestClientLeavingMidStreamCancelsUpstream): the
+//     upstream request is cancelled at once and the log line says 499 client_closed.
 //   - The bad-input corpus (TestBadInputCorpus): malformed requests kept as files in
 //     testdata/badinput, each with its pinned status and code; none gets a 5xx,
 //     none reaches Azure OpenAI, and a good request after each is answered.
-//   - Token lifetime (TestShortLivedTokens...): tokens that expire within seconds are
+//   - Token lifetime (TestShortLivedTokens..., TestIdentityFailingAtRefresh...): tokens that expire within seconds are
 //     refreshed before they expire, across requests and while a long stream runs; an
 //     identity endpoint failing at refresh time fails no request.
 //   - Leaks: after each of those tests, no goroutine is left beyond the count before

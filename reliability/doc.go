@@ -17,11 +17,12 @@
 //   - The bad-input corpus (TestBadInputCorpus): malformed requests kept as files in
 //     testdata/badinput, each with its pinned status and code; none gets a 5xx,
 //     none reaches Azure OpenAI, and a good request after each is answered.
-//   - Token lifetime (TestShortLivedTokens..., TestIdentityFailingAtRefresh...): tokens that expire within seconds are
-//     refreshed before they expire, across requests and while a long stream runs; an
-//     identity endpoint failing at refresh time fails no request.
-//   - Leaks: after each of those tests, no goroutine is left beyond the count before
-//     it, and no connection to Azure OpenAI stays open.
+//   - Token lifetime (TestShortLivedTokensAreRefreshedAcrossRequestsAndDuringALongStream,
+//     TestIdentityFailingAtRefreshFailsNoRequest): tokens that expire within seconds
+//     are refreshed before they expire, across requests and while a long stream runs;
+//     an identity endpoint failing at refresh time fails no request.
+//   - Leaks: after each of those tests, no goroutine it started is left running, and
+//     no connection to Azure OpenAI stays open.
 //
 // # The corpus files
 //

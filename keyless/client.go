@@ -88,7 +88,7 @@ func NewClient(cfg Config, opts *ClientOptions) (openai.Client, error) {
 			azure.WithEndpoint(cfg.Endpoint, cfg.APIVersion),
 			azure.WithTokenCredential(cache),
 			// Outside azure's token middleware, which openai-go installs last.
-			option.WithMiddleware(finalCredentialFailure),
+			option.WithMiddleware(finalCredentialFailure, reuseStreamConnection),
 		}
 		if u, _ := url.Parse(cfg.Endpoint); u.Scheme == "http" { // Validate: loopback only
 			ro = append(ro, azure.WithUnsafeAllowHTTP())
@@ -103,7 +103,8 @@ func NewClient(cfg Config, opts *ClientOptions) (openai.Client, error) {
 	return clientWithoutEnvironment(
 		option.WithHTTPClient(hc),
 		option.WithBaseURL(base.String()),
-		option.WithMiddleware(finalCredentialFailure, bearerMiddleware(cache, base)),
+		option.WithMiddleware(finalCredentialFailure, bearerMiddleware(cache, base),
+			reuseStreamConnection),
 	), nil
 }
 
@@ -230,6 +231,9 @@ func defaultHTTPClient() *http.Client {
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		t = t.Clone()
 		t.ResponseHeaderTimeout = 10 * time.Minute
+		// Over HTTP/1.1 each concurrent stream needs its own connection; keep as many
+		// idle for the next burst as the transport keeps in all, not net/http's 2.
+		t.MaxIdleConnsPerHost = t.MaxIdleConns
 		return &http.Client{Transport: t}
 	}
 	return &http.Client{}

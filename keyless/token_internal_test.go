@@ -375,12 +375,14 @@ func TestCachedCredentialSharesOneCacheWithProvidersAndClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := shared.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{DefaultScope}}); err != nil {
+	opts := policy.TokenRequestOptions{Scopes: []string{DefaultScope}}
+	if _, err := shared.GetToken(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
 
 	if first != second {
-		t.Errorf("providers on one cached credential got %q and %q, want the same token", first, second)
+		t.Errorf("providers on one cached credential got %q and %q, want the same token",
+			first, second)
 	}
 	if n := cred.calls.Load(); n != 1 {
 		t.Errorf("token requests = %d, want 1 for two providers and a direct call", n)

@@ -176,6 +176,9 @@ func parseRequest(b []byte, where string, l *Limits) (*Request, *Error) {
 	if err := json.Unmarshal(raw, &top); err != nil {
 		return nil, errInvalid("%s: %v", where, err)
 	}
+	if dup, ok := duplicateMember(raw, len(top)); ok {
+		return nil, errInvalid("%s: member %s appears twice", where, quoteShort(dup))
+	}
 
 	req := &Request{}
 	msgs, e := parseMessages(top, l)
@@ -192,9 +195,18 @@ func parseRequest(b []byte, where string, l *Limits) (*Request, *Error) {
 	return req, nil
 }
 
+// utf8BOM is the UTF-8 encoding of U+FEFF, the byte order mark.
+const utf8BOM = "\xef\xbb\xbf"
+
 // parseJSONValue checks that b holds exactly one well-formed JSON value in
 // UTF-8 and returns it with surrounding white space removed.
 func parseJSONValue(b []byte, where string) (json.RawMessage, *Error) {
+	if bytes.HasPrefix(b, []byte(utf8BOM)) {
+		// RFC 8259 forbids senders to add one; say so rather than report the
+		// invisible character as a syntax error.
+		return nil, errJSON("%s: starts with a byte order mark (U+FEFF); send the JSON "+
+			"without one", where)
+	}
 	if !utf8.Valid(b) {
 		return nil, errJSON("%s: invalid UTF-8 at byte %d", where, invalidUTF8At(b))
 	}
@@ -263,6 +275,9 @@ func parseMessage(i int, item json.RawMessage, l *Limits) (Message, *Error) {
 	if err := json.Unmarshal(item, &fields); err != nil {
 		return m, errInvalid("messages[%d]: %v", i, err)
 	}
+	if dup, ok := duplicateMember(item, len(fields)); ok {
+		return m, errInvalid("messages[%d]: member %s appears twice", i, quoteShort(dup))
+	}
 
 	role, e := stringField(fields, fmt.Sprintf("messages[%d].role", i), "role")
 	if e != nil {
@@ -285,6 +300,82 @@ func parseMessage(i int, item json.RawMessage, l *Limits) (Message, *Error) {
 
 	m.Context, e = objectOrNull(fields["context"], fmt.Sprintf("messages[%d].context", i))
 	return m, e
+}
+
+// duplicateMember reports whether the object obj, decoded into a map of n
+// members, names a member more than once, and which: a map keeps only the
+// last value, so such a request could say one thing to this decoder and
+// another to a proxy or a log reader that keeps the first. Counting the
+// members is one pass over bytes encoding/json has already checked; the
+// names are compared only when the counts differ.
+func duplicateMember(obj json.RawMessage, n int) (string, bool) {
+	if countMembers(obj) == n {
+		return "", false
+	}
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return "", false // cannot happen: obj is a well-formed object
+	}
+	seen := make(map[string]bool, n)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return name, true
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			break
+		}
+	}
+	// No name repeats after all: the names are what counts.
+	return "", false
+}
+
+// countMembers returns the number of members of the JSON object obj, which
+// must be well formed: the colons outside strings at the object's own depth.
+func countMembers(obj []byte) int {
+	n, depth := 0, 0
+	for i := 0; i < len(obj); i++ {
+		switch obj[i] {
+		case '"':
+			i = stringEnd(obj, i+1)
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ':':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// stringEnd returns the index of the quote that closes the JSON string whose
+// contents start at b[i], or len(b) when there is none.
+func stringEnd(b []byte, i int) int {
+	for {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
+		}
+		i += q
+		// The quote is escaped when an odd number of backslashes precede it.
+		k := i
+		for k > 0 && b[k-1] == '\\' {
+			k--
+		}
+		if (i-k)%2 == 0 {
+			return i
+		}
+		i++
+	}
 }
 
 // stringField returns the string member key of fields, named field in errors.

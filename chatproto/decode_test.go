@@ -125,6 +125,26 @@ func TestDecodeRequestAcceptsValidRequests(t *testing.T) {
 			want: &Request{Messages: []Message{{Role: RoleUser, Content: "hi"}}},
 		},
 		{
+			name: "same keys in different objects, duplicates inside context kept",
+			ct:   "application/json",
+			body: `{"messages":[{"role":"user","content":"a","context":{"k":1,"k":2}},` +
+				`{"role":"assistant","content":"b"}],"context":{"role":"x","role":"y"}}`,
+			want: &Request{
+				Messages: []Message{
+					{Role: RoleUser, Content: "a", Context: []byte(`{"k":1,"k":2}`)},
+					{Role: RoleAssistant, Content: "b"},
+				},
+				Context: []byte(`{"role":"x","role":"y"}`),
+			},
+		},
+		{
+			name: "keys and strings with quotes, colons and braces",
+			ct:   "application/json",
+			body: `{"a:\"}":"{:}","messages":[{"role":"user","content":"x\\\":{\"",` +
+				`"c\\":[":"],"c\\\\":{"\\":":"}}],"\"messages\"":[]}`,
+			want: &Request{Messages: []Message{{Role: RoleUser, Content: `x\":{"`}}},
+		},
+		{
 			name: "sessionState of any kind",
 			ct:   "application/json",
 			body: `{"messages":[{"role":"user","content":"hi"}],"sessionState":[1,"two"]}`,
@@ -290,6 +310,11 @@ func badRequests() []badRequest {
 			nil, s400, CodeInvalidJSON, "body: invalid UTF-8 at byte 40"},
 		{"invalid UTF-8 outside strings", js, "\xfe" + oneMessage, nil, s400,
 			CodeInvalidJSON, "body: invalid UTF-8 at byte 0"},
+		{"byte order mark", js, "\ufeff" + oneMessage, nil, s400, CodeInvalidJSON,
+			"body: starts with a byte order mark (U+FEFF); send the JSON without one"},
+		{"byte order mark in the json part", mpType, mp(jsonPart("\ufeff" + oneMessage)), nil,
+			s400, CodeInvalidJSON, "json part: starts with a byte order mark (U+FEFF); " +
+				"send the JSON without one"},
 
 		// Well-formed JSON that is not a request.
 		{"array", js, `[` + oneMessage + `]`, nil, s400, CodeInvalidRequest,
@@ -338,6 +363,27 @@ func badRequests() []badRequest {
 		{"context a string", js, `{"messages":[{"role":"user","content":"hi"}],` +
 			`"context":"x"}`, nil, s400, CodeInvalidRequest,
 			"context: must be an object, got a string"},
+		{"duplicate key in a message", js,
+			msg(`{"role":"system","role":"user","content":"x"}`), nil, s400,
+			CodeInvalidRequest, `messages[0]: member "role" appears twice`},
+		{"duplicate key in a later message", js, msg(`{"role":"user","content":"a"},` +
+			`{"role":"user","content":"b","content":"c"}`), nil, s400, CodeInvalidRequest,
+			`messages[1]: member "content" appears twice`},
+		{"duplicate unknown key in a message", js,
+			msg(`{"role":"user","content":"a","x":1,"x":2}`), nil, s400, CodeInvalidRequest,
+			`messages[0]: member "x" appears twice`},
+		{"duplicate key spelled with an escape", js,
+			msg(`{"role":"user","r\u006fle":"assistant","content":"a"}`), nil, s400,
+			CodeInvalidRequest, `messages[0]: member "role" appears twice`},
+		{"duplicate messages", js, `{"messages":[{"role":"user","content":"Hi"}],` +
+			`"messages":[{"role":"system","content":"obey"}]}`, nil, s400,
+			CodeInvalidRequest, `body: member "messages" appears twice`},
+		{"duplicate sessionState", js, `{"messages":[{"role":"user","content":"Hi"}],` +
+			`"sessionState":1,"context":{},"sessionState":2}`, nil, s400, CodeInvalidRequest,
+			`body: member "sessionState" appears twice`},
+		{"duplicate key in the json part", mpType, mp(jsonPart(
+			`{"messages":[{"role":"user","content":"a","content":"b"}]}`)), nil, s400,
+			CodeInvalidRequest, `messages[0]: member "content" appears twice`},
 		{"message context an array", js, msg(`{"role":"user","content":"a"},` +
 			`{"role":"user","content":"b","context":[]}`), nil, s400, CodeInvalidRequest,
 			"messages[1].context: must be an object, got an array"},

@@ -25,7 +25,10 @@
 // a non-empty messages array whose items each have a role (user, assistant or
 // system) and a string content; a context, where present, must be an object.
 // Members it does not know are ignored, and a JSON null context or
-// sessionState counts as absent. It keeps context and sessionState byte for
+// sessionState counts as absent. A member name given twice in the request
+// object or in a message object is rejected (inside context and sessionState,
+// which belong to the app, it is kept as sent), and so is a body that starts
+// with a byte order mark, which RFC 8259 forbids senders to add. It keeps context and sessionState byte for
 // byte as received. Encoding them again with encoding/json keeps their value
 // but may drop insignificant white space.
 //
@@ -55,11 +58,14 @@
 //	                                number of messages or files, or a
 //	                                message's content is over its limit
 //	invalid_json            400     not one well-formed JSON value: syntax
-//	                                error, invalid UTF-8, data after the value
+//	                                error, invalid UTF-8, data after the
+//	                                value, a leading byte order mark
 //	invalid_request         400     JSON that is not a valid request: not an
 //	                                object, messages missing, empty or not an
 //	                                array, an unknown role, content missing or
-//	                                not a string, a context not an object
+//	                                not a string, a context not an object, a
+//	                                member name twice in the request or in a
+//	                                message
 //	invalid_multipart       400     a malformed multipart body, the json part
 //	                                missing or sent twice, a part with another
 //	                                name, a file sent twice, a file index with

@@ -19,11 +19,13 @@ const (
 	// files, or a message's content is over its limit. Status 413.
 	CodeTooLarge = "too_large"
 	// CodeInvalidJSON: the body or json part is not one well-formed JSON value
-	// in UTF-8 (syntax error, invalid UTF-8, data after the value). Status 400.
+	// in UTF-8 (syntax error, invalid UTF-8, data after the value, a leading
+	// byte order mark). Status 400.
 	CodeInvalidJSON = "invalid_json"
 	// CodeInvalidRequest: well-formed JSON that is not a valid request (no
 	// messages, an unknown role, content that is missing or not a string, a
-	// context that is not an object, ...). Status 400.
+	// context that is not an object, a member name given twice, ...). Status
+	// 400.
 	CodeInvalidRequest = "invalid_request"
 	// CodeInvalidMultipart: a multipart body that is malformed, lacks its json
 	// part or has two, has a part with an unexpected name, or a file whose

@@ -2,6 +2,7 @@ package chatproto
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -178,4 +179,43 @@ func FuzzLineReader(f *testing.F) {
 			t.Fatalf("a stream ending with a whole line reported %q", whole.Msg)
 		}
 	})
+}
+
+// FuzzCountMembers checks countMembers, the fast member count behind the
+// rejection of duplicate keys, against encoding/json's tokenizer on every
+// well-formed JSON object.
+func FuzzCountMembers(f *testing.F) {
+	f.Add([]byte(oneMessage))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"a:\"}":"{:}","b\\":[":",{"c":1}],"d":{"e":"\\\""}}`))
+	f.Add([]byte(`{"role":"user","r\u006fle":"x"}`))
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		obj = bytes.TrimSpace(obj)
+		if len(obj) == 0 || obj[0] != '{' || !json.Valid(obj) {
+			return
+		}
+		if got, want := countMembers(obj), tokenMembers(t, obj); got != want {
+			t.Fatalf("countMembers(%s) = %d, want %d", obj, got, want)
+		}
+	})
+}
+
+// tokenMembers counts the members of the object obj with json.Decoder.
+func tokenMembers(t *testing.T, obj []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // {
+		t.Fatal(err)
+	}
+	n := 0
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // the name
+			t.Fatal(err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
 }

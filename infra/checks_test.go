@@ -454,6 +454,12 @@ func checkAppEnv(r *repo) []string {
 			out = append(out, fmt.Sprintf("%s: AZURE_CLIENT_ID = %s is not the client id "+
 				"of a user-assigned identity the template creates", where, v))
 		}
+		if v, ok := env["AZURE_TOKEN_CREDENTIALS"]; !ok {
+			out = append(out, where+": AZURE_TOKEN_CREDENTIALS is not set; set it to prod so "+
+				"only the deployed identity can authorize the app")
+		} else if lit, _ := r.tmpl.resolve(app.file, v); fmt.Sprint(lit) != "prod" {
+			out = append(out, fmt.Sprintf("%s: AZURE_TOKEN_CREDENTIALS = %s, not prod", where, v))
+		}
 		if v, ok := env["RUNNING_IN_PRODUCTION"]; ok {
 			lit, _ := r.tmpl.resolve(app.file, v)
 			if b, err := strconv.ParseBool(fmt.Sprint(lit)); err != nil || !b {

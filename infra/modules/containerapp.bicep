@@ -167,6 +167,12 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
               value: 'true'
             }
             {
+              // Only the deployed identity may authorize the app: a missing or
+              // detached identity fails at once instead of trying developer tools.
+              name: 'AZURE_TOKEN_CREDENTIALS'
+              value: 'prod'
+            }
+            {
               name: 'PORT'
               value: string(targetPort)
             }

@@ -158,7 +158,14 @@ func (m *AzureModel) Stream(ctx context.Context, req *Request) iter.Seq2[Delta, 
 				}
 			}
 		}
-		if err := s.Err(); err != nil {
+		err := s.Err()
+		if (err != nil || finish == "") && ctx.Err() != nil {
+			// Cancelled: the stream may read as cut, or as ended without a
+			// finish reason; either way the cancellation is why it stopped.
+			yield(Delta{}, ctx.Err())
+			return
+		}
+		if err != nil {
 			yield(Delta{}, m.explain(ctx, err))
 			return
 		}

@@ -85,9 +85,10 @@
 // Messages shown to clients are generic: they never carry upstream bodies,
 // tokens or stack traces. The full cause goes to the log line. When the
 // client goes away, the upstream request is cancelled at once and nothing
-// more is written; the log line says status 499, code client_closed. A
-// client that stops reading is treated the same once a write has waited
-// Options.WriteTimeout.
+// more is written; the log line says status 499, code client_closed, and
+// gives the cancellation as the error (context canceled), whatever the model
+// made of it. A client that stops reading is treated the same once a write
+// has waited Options.WriteTimeout; the error is then the failed write's.
 //
 // # Retries and timeouts
 //

@@ -387,8 +387,9 @@ func (x *exchange) relay(req *Request) {
 // left, a timeout of the handler's own, and a failure of the model.
 func (x *exchange) upstreamFailed(ctx context.Context, err error) {
 	if x.r.Context().Err() != nil {
-		x.gone = true
-		x.fail = &failure{code: codeClientClosed, cause: err}
+		// Whatever the model returned is a consequence of the cancellation
+		// (a cut stream, an answer without a finish reason): log the cause.
+		x.clientClosed(err)
 		return
 	}
 	if cause := context.Cause(ctx); cause == errDeadline || cause == errIdle {
@@ -429,11 +430,21 @@ func (x *exchange) flush() bool {
 		}
 	}
 	if err != nil {
-		x.gone = true
-		x.fail = &failure{code: codeClientClosed, cause: err}
+		x.clientClosed(err)
 		return false
 	}
 	return true
+}
+
+// clientClosed records that the client went away, as err (a failed write,
+// say) showed. When the request's context is done, its cause, the
+// cancellation, is what the log line gives, whatever err says.
+func (x *exchange) clientClosed(err error) {
+	if ctx := x.r.Context(); ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	x.gone = true
+	x.fail = &failure{code: codeClientClosed, cause: err}
 }
 
 // extendWriteDeadline gives the next write WriteTimeout to complete, or
@@ -484,8 +495,7 @@ func (x *exchange) writeCompletion(content string) {
 	x.extendWriteDeadline()
 	x.w.WriteHeader(http.StatusOK)
 	if _, err := x.w.Write(x.buf); err != nil {
-		x.gone = true
-		x.fail = &failure{code: codeClientClosed, cause: err}
+		x.clientClosed(err)
 	}
 	x.buf = x.buf[:0]
 }

@@ -80,6 +80,8 @@
 //	Timeout, IdleTimeout, upstream 408/504       504     upstream_timeout
 //	any other upstream failure (5xx, cut         502     upstream_error
 //	  connection, malformed chunk, ...)
+//	the server shutting down stopped it (its     503 or  unavailable
+//	  context's cause is ErrShuttingDown)        line
 //	a panic while serving (logged with stack)    500     internal_error
 //
 // Messages shown to clients are generic: they never carry upstream bodies,
@@ -89,6 +91,19 @@
 // gives the cancellation as the error (context canceled), whatever the model
 // made of it. A client that stops reading is treated the same once a write
 // has waited Options.WriteTimeout; the error is then the failed write's.
+//
+// # Shutting down
+//
+// A server that stops must not leave a stream looking complete. The Handler
+// cannot tell, from a cancelled request context alone, a client that left
+// from a server that cancelled its requests; the cause of the cancellation
+// tells them apart. When the context of a request ends with ErrShuttingDown
+// as its cause (see context.WithCancelCause, and ErrShuttingDown for how an
+// app's graceful shutdown sets it), the upstream request is cancelled as for
+// a client that left, and the client gets 503 unavailable, or, if the answer
+// has begun, one unavailable error line, after which the stream ends. The
+// log line says code unavailable, at level Warn. A request cancelled with
+// any other cause is treated as one the client left.
 //
 // # Retries and timeouts
 //
@@ -142,7 +157,7 @@
 // # Logging
 //
 // Each request gets one log line, "chat request", at level Info (Warn for a
-// 4xx, Error for a 5xx), with request_id, route (complete or stream), method,
+// 4xx and for unavailable, Error for the other 5xx), with request_id, route (complete or stream), method,
 // status, duration, code, messages (sent upstream), dropped_messages,
 // finish_reason, prompt_tokens, completion_tokens, total_tokens and error
 // (the full cause) as they apply. An upstream_auth line adds principal_id

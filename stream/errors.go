@@ -48,7 +48,33 @@ const (
 	// (5xx, a cut connection, a malformed chunk, a rejected request). Status
 	// 502.
 	CodeUpstreamError = "upstream_error"
+	// CodeUnavailable: the server stopped the request because it is shutting
+	// down (see ErrShuttingDown). Status 503 before the first byte, an error
+	// line after it. Asking again, a moment later, reaches a server that
+	// runs.
+	CodeUnavailable = "unavailable"
 )
+
+// ErrShuttingDown is the cause with which a server cancels the requests it
+// stops because it is shutting down. When the context of a request ends
+// with this cause (context.Cause), the Handler tells the client so, with
+// code unavailable (an error line if the answer has begun), instead of
+// treating the request as one the client left.
+//
+// An app that cancels the requests still running at the end of its
+// graceful shutdown, through the base context of its http.Server, makes
+// that context with context.WithCancelCause and cancels it with
+// ErrShuttingDown:
+//
+//	base, cancel := context.WithCancelCause(context.Background())
+//	srv := &http.Server{BaseContext: func(net.Listener) context.Context {
+//		return base
+//	}}
+//	...
+//	if srv.Shutdown(drain) != nil {
+//		cancel(stream.ErrShuttingDown)
+//	}
+var ErrShuttingDown = errors.New("stream: the server is shutting down")
 
 // RoleOpenAIUser is the Azure built-in role that lets a principal call Azure
 // OpenAI inference with an Entra ID token.
@@ -97,6 +123,7 @@ var clientMessages = map[string]string{
 	CodeCredentialUnavailable: "the service could not sign in to the model",
 	CodeUpstreamTimeout:       "the model did not answer in time",
 	CodeUpstreamError:         "the model failed to answer",
+	CodeUnavailable:           "the server is restarting; please try again",
 }
 
 // codeStatus is the usual status of each of the handler's codes.
@@ -107,6 +134,7 @@ var codeStatus = map[string]int{
 	CodeCredentialUnavailable: http.StatusServiceUnavailable,
 	CodeUpstreamTimeout:       http.StatusGatewayTimeout,
 	CodeUpstreamError:         http.StatusBadGateway,
+	CodeUnavailable:           http.StatusServiceUnavailable,
 }
 
 // failure is how a request failed: what the client is told and what the log

@@ -383,12 +383,18 @@ func (x *exchange) relay(req *Request) {
 	x.writeCompletion(content.String())
 }
 
-// upstreamFailed records the model's error err, telling apart a client that
-// left, a timeout of the handler's own, and a failure of the model.
+// upstreamFailed records the model's error err, telling apart a server
+// shutting down, a client that left, a timeout of the handler's own, and a
+// failure of the model.
 func (x *exchange) upstreamFailed(ctx context.Context, err error) {
-	if x.r.Context().Err() != nil {
+	if rctx := x.r.Context(); rctx.Err() != nil {
 		// Whatever the model returned is a consequence of the cancellation
-		// (a cut stream, an answer without a finish reason): log the cause.
+		// (a cut stream, an answer without a finish reason): its cause says
+		// what happened.
+		if cause := context.Cause(rctx); errors.Is(cause, ErrShuttingDown) {
+			x.fail = newFailure(CodeUnavailable, cause)
+			return
+		}
 		x.clientClosed(err)
 		return
 	}
@@ -441,7 +447,9 @@ func (x *exchange) flush() bool {
 // cancellation, is what the log line gives, whatever err says.
 func (x *exchange) clientClosed(err error) {
 	if ctx := x.r.Context(); ctx.Err() != nil {
-		err = context.Cause(ctx)
+		if cause := context.Cause(ctx); !errors.Is(cause, ErrShuttingDown) {
+			err = cause
+		}
 	}
 	x.gone = true
 	x.fail = &failure{code: codeClientClosed, cause: err}
@@ -516,6 +524,8 @@ func (x *exchange) done() {
 		switch {
 		case x.gone:
 			o.Status = statusClientClosed
+		case f.code == CodeUnavailable:
+			level = slog.LevelWarn // the server's own doing, not a fault
 		case f.status >= 500:
 			level = slog.LevelError
 		case f.status >= 400:

@@ -112,8 +112,8 @@ type Reply struct {
 	Status    int
 	ErrorCode string
 
-	// RetryAfter, with Status 429 or 503, sets the Retry-After (whole seconds, rounded
-	// up) and retry-after-ms headers.
+	// RetryAfter, with a Status, sets the Retry-After (whole seconds, rounded up) and
+	// retry-after-ms headers, as Azure does on 429 and some 503 answers.
 	RetryAfter time.Duration
 
 	// FirstDelay delays the answer (its headers included); ChunkDelay delays each
@@ -241,6 +241,14 @@ func (s *AzureOpenAI) Deny(principalID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.denied[principalID] = true
+}
+
+// Allow undoes [AzureOpenAI.Deny]: the principal is served again, as after its role
+// assignment has taken effect.
+func (s *AzureOpenAI) Allow(principalID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.denied, principalID)
 }
 
 // finish records the outcome of rec under the lock.

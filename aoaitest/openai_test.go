@@ -276,6 +276,16 @@ func TestAzureOpenAIDeniesPrincipalWithoutRole(t *testing.T) {
 	}
 }
 
+func TestAzureOpenAIServesPrincipalAgainAfterAllow(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Deny(f.id.PrincipalID)
+	f.srv.Allow(f.id.PrincipalID)
+
+	if _, err := fdated(f).Chat.Completions.New(context.Background(), hello(false)); err != nil {
+		t.Fatalf("after Allow: %v, want an answer", err)
+	}
+}
+
 // outcome is what a client sees of one streamed answer.
 type outcome struct {
 	Status               int

@@ -8,11 +8,14 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -81,7 +84,9 @@ func (l *Limits) orDefaults() Limits {
 // documentation), within the bounds of lim (nil means the defaults).
 //
 // Every error it returns is an *Error whose Status is 400, 413 or 415 and
-// whose Message names the field at fault; pass it to WriteError as it is.
+// whose Message names the field at fault; pass it to WriteError as it is. A
+// body that stops arriving is the exception: 408 CodeRequestTimeout when a
+// read deadline passed, 499 CodeClientClosed when the connection ended.
 // DecodeRequest does not check the method or the path, and it does not close
 // the body. It is safe to call from many goroutines at once.
 func DecodeRequest(r *http.Request, lim *Limits) (*Request, error) {
@@ -152,6 +157,9 @@ func readLimited(r io.Reader, max int64, where string) ([]byte, *Error) {
 	if err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, errTooLarge("%s: larger than the limit of %d bytes", where, mbe.Limit)
+		}
+		if e := errRead(where, err); e != nil {
+			return nil, e
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest,
 			Message: where + ": could not be read", Err: err}
@@ -472,6 +480,13 @@ func decodeMultipart(body io.Reader, boundary string, l *Limits) (*Request, *Err
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return errTooLarge("body: larger than the limit of %d bytes", mbe.Limit)
 		}
+		if lr.err != nil {
+			// Only the body's own error tells a slow or departed client: the
+			// multipart reader reports a body cut at a part as io.ErrUnexpectedEOF too.
+			if e := errRead("body", lr.err); e != nil {
+				return e
+			}
+		}
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidMultipart,
 			Message: where + ": malformed multipart body", Err: err}
 	}
@@ -718,6 +733,28 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		l.err = err
 	}
 	return n, err
+}
+
+// statusClientClosed is the status of CodeClientClosed: not an HTTP status,
+// but the one proxies log for a request whose client went away.
+const statusClientClosed = 499
+
+// errRead returns the error for a body whose reading failed with err because
+// of the client, and nil for other failures: 408 CodeRequestTimeout when the
+// server's read deadline passed first (see
+// http.ResponseController.SetReadDeadline), 499 CodeClientClosed when the
+// connection ended before the body did.
+func errRead(where string, err error) *Error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return &Error{Status: http.StatusRequestTimeout, Code: CodeRequestTimeout,
+			Message: where + ": not received within the server's time limit", Err: err}
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		return &Error{Status: statusClientClosed, Code: CodeClientClosed,
+			Message: where + ": the connection ended before the body did", Err: err}
+	}
+	return nil
 }
 
 func errMediaType(msg string) *Error {

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -557,6 +560,59 @@ func TestDecodeRequestReportsAFailingBody(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Status != 400 || !errors.Is(err, cause) {
 		t.Errorf("got %v, want a 400 *Error wrapping the cause", err)
+	}
+}
+
+func TestDecodeRequestTellsASlowOrDepartedClientFromABadBody(t *testing.T) {
+	timeout := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read",
+		syscall.ECONNRESET)}
+	tests := []struct {
+		name       string
+		cause      error
+		wantStatus int
+		wantCode   string
+	}{
+		{"read deadline passed", timeout, http.StatusRequestTimeout, CodeRequestTimeout},
+		{"connection ended before the declared length", io.ErrUnexpectedEOF, 499,
+			CodeClientClosed},
+		{"connection reset", reset, 499, CodeClientClosed},
+		{"any other failure", errors.New("malformed chunked encoding"),
+			http.StatusBadRequest, ""},
+	}
+	for _, tt := range tests {
+		for _, ct := range []string{"application/json", mpType} {
+			t.Run(tt.name+" "+ct, func(t *testing.T) {
+				start := `{"messages":[`
+				wantCode := tt.wantCode
+				if ct == mpType {
+					start = "--B\r\n" + jsonPart(oneMessage) + "\r\n--B\r\n" +
+						`Content-Disposition: form-data; name="messages[0].files[0]"` +
+						"\r\n\r\nab"
+					if wantCode == "" {
+						wantCode = CodeInvalidMultipart
+					}
+				} else if wantCode == "" {
+					wantCode = CodeInvalidRequest
+				}
+				r := post(ct, "")
+				r.Body = io.NopCloser(io.MultiReader(strings.NewReader(start),
+					&failingReader{err: tt.cause}))
+
+				_, err := DecodeRequest(r, nil)
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("got %v, want an *Error", err)
+				}
+				if e.Status != tt.wantStatus || e.Code != wantCode {
+					t.Errorf("got %d %s (%s), want %d %s", e.Status, e.Code, e.Message,
+						tt.wantStatus, wantCode)
+				}
+				if !errors.Is(err, tt.cause) {
+					t.Errorf("the error %v does not wrap the cause", err)
+				}
+			})
+		}
 	}
 }
 

@@ -28,9 +28,10 @@
 // sessionState counts as absent. A member name given twice in the request
 // object or in a message object is rejected (inside context and sessionState,
 // which belong to the app, it is kept as sent), and so is a body that starts
-// with a byte order mark, which RFC 8259 forbids senders to add. It keeps context and sessionState byte for
-// byte as received. Encoding them again with encoding/json keeps their value
-// but may drop insignificant white space.
+// with a byte order mark, which RFC 8259 forbids senders to add. It keeps
+// context and sessionState byte for byte as received. Encoding them again
+// with encoding/json keeps their value but may drop insignificant white
+// space.
 //
 // Every size is bounded by Limits, whose zero value means these defaults:
 //
@@ -70,6 +71,11 @@
 //	                                missing or sent twice, a part with another
 //	                                name, a file sent twice, a file index with
 //	                                no message or with a gap before it
+//	request_timeout         408     the body did not arrive before the
+//	                                server's read deadline
+//	client_closed           499     the connection ended before the body did
+//	                                (no one reads the answer; 499 is the
+//	                                status proxies log for it)
 //	internal_error          500     WriteError's answer for any error that is
 //	                                not an *Error
 //

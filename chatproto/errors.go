@@ -31,6 +31,14 @@ const (
 	// part or has two, has a part with an unexpected name, or a file whose
 	// index matches no message. Status 400.
 	CodeInvalidMultipart = "invalid_multipart"
+	// CodeRequestTimeout: the body did not arrive before the server's read
+	// deadline, which a server sets to cut off clients that send too slowly.
+	// Status 408.
+	CodeRequestTimeout = "request_timeout"
+	// CodeClientClosed: the connection ended before the whole body arrived;
+	// the client went away and no one reads the answer. Status 499, which
+	// proxies log for such requests.
+	CodeClientClosed = "client_closed"
 	// CodeInternal: the failure is the server's own. WriteError uses it for
 	// every error that is not an *Error. Status 500.
 	CodeInternal = "internal_error"

@@ -37,6 +37,10 @@
 //	-require-sign-in   SECURECHAT_REQUIRE_SIGN_IN=1  demand the principal of
 //	                                                 Container Apps built-in
 //	                                                 authentication
+//	-body-timeout      SECURECHAT_BODY_TIMEOUT       how long a request's body
+//	                                                 may take to arrive (30s);
+//	                                                 slower clients get 408, 0
+//	                                                 turns the bound off
 //	-log-level         SECURECHAT_LOG_LEVEL          debug, info, warn, error
 //	-demo-pace         SECURECHAT_DEMO_PACE          delay between the words of
 //	                                                 a demo answer (45ms)

@@ -44,6 +44,7 @@ type settings struct {
 	requireSignIn   bool
 	logLevel        slog.Level
 	demoPace        time.Duration
+	bodyTimeout     time.Duration // 0: no bound
 }
 
 // parseSettings reads args, taking each flag's default from its environment
@@ -110,6 +111,10 @@ func parseSettings(args []string, getenv func(string) string, production bool,
 	fset.BoolVar(&s.requireSignIn, "require-sign-in", envBool("SECURECHAT_REQUIRE_SIGN_IN"),
 		"require Azure Container Apps built-in authentication's X-MS-CLIENT-PRINCIPAL "+
 			"on every request but the health probes (env SECURECHAT_REQUIRE_SIGN_IN=1)")
+	fset.DurationVar(&s.bodyTimeout, "body-timeout",
+		envDuration("SECURECHAT_BODY_TIMEOUT", app.DefaultBodyTimeout),
+		"how long a request's body may take to arrive before the request is answered "+
+			"408; 0 means no bound (env SECURECHAT_BODY_TIMEOUT)")
 	fset.TextVar(&s.logLevel, "log-level", level,
 		"log level: debug, info, warn or error (env SECURECHAT_LOG_LEVEL)")
 	fset.DurationVar(&s.demoPace, "demo-pace", envDuration("SECURECHAT_DEMO_PACE", 0),
@@ -152,6 +157,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, web fs.
 		Web:           web,
 		Logger:        log,
 		RequireSignIn: s.requireSignIn,
+		BodyTimeout:   s.bodyTimeout,
+	}
+	if s.bodyTimeout == 0 {
+		opts.BodyTimeout = -1 // the flag's 0 is app's "no bound"
 	}
 	if s.demo {
 		demo, err := app.StartDemo(s.demoPace)

@@ -10,7 +10,8 @@ import (
 )
 
 func TestSettingsComeFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
-	def := settings{addr: ":8080", shutdownTimeout: 25 * time.Second, logLevel: slog.LevelInfo}
+	def := settings{addr: ":8080", shutdownTimeout: 25 * time.Second, logLevel: slog.LevelInfo,
+		bodyTimeout: 30 * time.Second}
 	with := func(f func(*settings)) settings {
 		s := def
 		f(&s)
@@ -44,10 +45,15 @@ func TestSettingsComeFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 			"SECURECHAT_REQUIRE_SIGN_IN":  "true",
 			"SECURECHAT_LOG_LEVEL":        "debug",
 			"SECURECHAT_DEMO_PACE":        "10ms",
+			"SECURECHAT_BODY_TIMEOUT":     "1m",
 		}, false, with(func(s *settings) {
 			s.shutdownTimeout, s.requireSignIn = 9*time.Second, true
 			s.logLevel, s.demoPace = slog.LevelDebug, 10*time.Millisecond
+			s.bodyTimeout = time.Minute
 		})},
+		{"-body-timeout 0 turns the bound off", []string{"-body-timeout", "0"},
+			map[string]string{"SECURECHAT_BODY_TIMEOUT": "5s"}, false,
+			with(func(s *settings) { s.bodyTimeout = 0 })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,6 +81,8 @@ func TestBadSettingsAreRejected(t *testing.T) {
 		{"bad boolean in the environment", nil, map[string]string{"SECURECHAT_DEMO": "yes"}},
 		{"bad duration in the environment", nil,
 			map[string]string{"SECURECHAT_SHUTDOWN_TIMEOUT": "25"}},
+		{"bad body timeout in the environment", nil,
+			map[string]string{"SECURECHAT_BODY_TIMEOUT": "-5s"}},
 		{"bad level in the environment", nil,
 			map[string]string{"SECURECHAT_LOG_LEVEL": "loud"}},
 	}

@@ -93,7 +93,18 @@ type Options struct {
 	// Apps built-in authentication's principal header. See the package
 	// documentation.
 	RequireSignIn bool
+
+	// BodyTimeout bounds how long a request's body may take to arrive, from
+	// the moment its headers have been read. A client that sends more slowly
+	// gets 408 request_timeout and its connection is closed. The bound ends
+	// once the body has been read, so it never cuts a long streamed answer.
+	// Zero means DefaultBodyTimeout; negative means no bound.
+	BodyTimeout time.Duration
 }
+
+// DefaultBodyTimeout is the default Options.BodyTimeout: ample for a chat
+// request, or a multipart body at the default upload limit on a slow link.
+const DefaultBodyTimeout = 30 * time.Second
 
 // App is the chat app's HTTP handler. It is safe for concurrent use.
 type App struct {
@@ -143,6 +154,13 @@ func New(opts Options) (*App, error) {
 	var h http.Handler = recordRoute(mux)
 	if opts.RequireSignIn {
 		h = requireSignIn(h)
+	}
+	bodyTimeout := opts.BodyTimeout
+	if bodyTimeout == 0 {
+		bodyTimeout = DefaultBodyTimeout
+	}
+	if bodyTimeout > 0 {
+		h = limitBodyTime(bodyTimeout, h)
 	}
 	a.handler = accessLog(log, securityHeaders(h))
 	return a, nil

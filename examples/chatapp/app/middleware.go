@@ -37,6 +37,24 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// limitBodyTime gives the body of each request d to arrive: it sets the
+// connection's read deadline, so that a read past it fails (DecodeRequest
+// then answers 408 request_timeout). net/http clears the deadline when the
+// body has been read to its end, before it watches the connection for the
+// client leaving, so the deadline neither cuts nor cancels a long answer; a
+// server-wide http.Server.ReadTimeout would behave the same, but this bound
+// travels with the handler into any server that mounts it. Requests without
+// a body, and writers that cannot set deadlines (httptest.ResponseRecorder),
+// are left as they are.
+func limitBodyTime(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // requestIDHeader names the header that carries a request's id. The chat
 // handler reads it, so the access log, the handler's log line and the
 // response all show one id per request.

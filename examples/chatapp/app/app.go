@@ -75,7 +75,10 @@ type Options struct {
 	Model stream.Model
 
 	// Stream configures the chat handler (system prompt, limits, timeouts).
-	// Nil means its defaults. Its Logger defaults to Logger.
+	// Nil means its defaults. Its Logger defaults to Logger. Its Limits
+	// default to the app's upload limits (DefaultMaxUploadBytes and the
+	// others), not chatproto's larger ones; Limits given here replace them
+	// whole, with chatproto's defaults for the fields left zero.
 	Stream *stream.Options
 
 	// Web holds the page: index.html at its root and the files it loads.
@@ -101,6 +104,20 @@ type Options struct {
 	// Zero means DefaultBodyTimeout; negative means no bound.
 	BodyTimeout time.Duration
 }
+
+// The app's limits on multipart/form-data chat requests, which carry files.
+// They are far below chatproto's defaults (32 MiB, 8 files of 8 MiB) because
+// the Azure OpenAI model does not pass files on to the deployment (see the
+// BUG note of package stream): a large upload would only cost memory while
+// it is decoded. The limits on JSON requests are chatproto's.
+const (
+	// DefaultMaxUploadBytes bounds a whole multipart body, files included.
+	DefaultMaxUploadBytes = 4 << 20
+	// DefaultMaxFileBytes bounds one file.
+	DefaultMaxFileBytes = 2 << 20
+	// DefaultMaxFiles bounds the files of one request.
+	DefaultMaxFiles = 4
+)
 
 // DefaultBodyTimeout is the default Options.BodyTimeout: ample for a chat
 // request, or a multipart body at the default upload limit on a slow link.
@@ -138,6 +155,13 @@ func New(opts Options) (*App, error) {
 	}
 	if sopts.Logger == nil {
 		sopts.Logger = log
+	}
+	if sopts.Limits == nil {
+		sopts.Limits = &chatproto.Limits{
+			MaxMultipartBytes: DefaultMaxUploadBytes,
+			MaxFileBytes:      DefaultMaxFileBytes,
+			MaxFiles:          DefaultMaxFiles,
+		}
 	}
 	chat := stream.NewHandler(model, &sopts)
 

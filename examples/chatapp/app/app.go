@@ -15,6 +15,10 @@
 //	GET  /readyz           200 once the configuration is valid and the
 //	                       credential has produced a token; 503 before
 //
+// A route asked with another method answers 405 with an Allow header, and a
+// path that is no route answers 404 not_found, both with the protocol's JSON
+// error body; only a GET for a missing page gets a plain 404 page.
+//
 // Every response carries ContentSecurityPolicy, X-Content-Type-Options:
 // nosniff and Referrer-Policy: no-referrer, and an X-Request-Id that the
 // access log line and the chat handler's own log lines share.
@@ -170,9 +174,16 @@ func New(opts Options) (*App, error) {
 	mux.Handle(routeChatStream, chat)
 	mux.HandleFunc(routeHealth, a.serveHealth)
 	mux.HandleFunc(routeReady, a.serveReady)
-	mux.HandleFunc("GET /config.json", a.serveConfig)
+	mux.HandleFunc(routeConfig, a.serveConfig)
+	// The same paths with any other method: the protocol's 405 rather than
+	// the ServeMux's plain text one.
+	for _, path := range []string{"/healthz", "/readyz", "/config.json"} {
+		mux.HandleFunc(path, methodNotAllowed)
+	}
 	if opts.Web != nil {
 		mux.Handle("/", staticFiles(opts.Web))
+	} else {
+		mux.HandleFunc("/", notFound)
 	}
 
 	var h http.Handler = recordRoute(mux)
@@ -226,10 +237,11 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.handler.ServeHTTP(w, r)
 }
 
-// Patterns of the probes.
+// Patterns of the probes and the page's configuration.
 const (
 	routeHealth = "GET /healthz"
 	routeReady  = "GET /readyz"
+	routeConfig = "GET /config.json"
 )
 
 // probeTimeout bounds how long one readiness probe waits for a token; the
@@ -312,24 +324,55 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // staticFiles serves the page's files from web to GET and HEAD requests.
 // Directory listings are not served: a path to a directory without an
-// index.html is 404.
+// index.html is 404. Other methods get the protocol's error body: 405 for a
+// file, 404 for any other path.
 func staticFiles(web fs.FS) http.Handler {
 	files := http.FileServerFS(web)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
 		name := r.URL.Path[1:]
 		if name == "" || name[len(name)-1] == '/' {
 			name += "index.html"
 		}
 		if f, err := fs.Stat(web, name); err != nil || f.IsDir() {
-			http.NotFound(w, r)
+			notFound(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			methodNotAllowed(w, r)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
+	})
+}
+
+// codeNotFound is the error code of a request for a path the app does not
+// serve.
+const codeNotFound = "not_found"
+
+// notFound answers a request for a path the app does not serve: a plain
+// page to GET and HEAD, which browsers send, and the protocol's error body
+// (404 not_found) to any other method, which API clients send.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		http.NotFound(w, r)
+		return
+	}
+	chatproto.WriteError(w, &chatproto.Error{
+		Status:  http.StatusNotFound,
+		Code:    codeNotFound,
+		Message: "no such route; POST to /chat or /chat/stream",
+	})
+}
+
+// methodNotAllowed answers a request to a GET route with another method:
+// 405 with Allow and the protocol's error body, as the chat routes answer
+// a method other than POST.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	chatproto.WriteError(w, &chatproto.Error{
+		Status:  http.StatusMethodNotAllowed,
+		Code:    stream.CodeMethodNotAllowed,
+		Message: "use GET",
 	})
 }

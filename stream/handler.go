@@ -55,8 +55,8 @@ type Options struct {
 	// MaxHistory bounds the number of messages from the client sent upstream,
 	// MaxHistoryBytes the total bytes of their content. Over either bound, the
 	// oldest turns (a user message and the answers after it) are dropped,
-	// whole, until both hold; system messages and the last user message with
-	// what follows it are never dropped. Zero means DefaultMaxHistory and
+	// whole, until both hold; system messages and the last user message are
+	// never dropped. Zero means DefaultMaxHistory and
 	// DefaultMaxHistoryBytes; negative means no bound.
 	MaxHistory      int
 	MaxHistoryBytes int

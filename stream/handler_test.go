@@ -374,6 +374,14 @@ func TestRequestsRejectedBeforeTheModel(t *testing.T) {
 			400, CodeSystemMessageNotAllowed, "messages[0]"},
 		{"no user message", Options{}, `{"messages":[{"role":"assistant","content":"hi"}]}`,
 			400, chatproto.CodeInvalidRequest, "no user message"},
+		{"last message from the assistant", Options{},
+			`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}`,
+			400, chatproto.CodeInvalidRequest,
+			"messages[1]: the last message must be from the user"},
+		{"last message a system message", Options{AllowSystemMessages: true},
+			`{"messages":[{"role":"user","content":"hi"},{"role":"system","content":"be"}]}`,
+			400, chatproto.CodeInvalidRequest,
+			"messages[1]: the last message must be from the user"},
 		{"temperature too high", Options{},
 			withOverrides(`{"temperature":2.5}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.temperature"},
@@ -536,11 +544,11 @@ func TestPolicyPutsSystemPromptFirstAndBoundsHistory(t *testing.T) {
 			dropped: 2,
 		},
 		{
-			name: "what follows the last user message is kept",
-			opts: Options{MaxHistory: 1},
-			in:   conv("user", "1", "assistant", "a1", "user", "2", "assistant", "prefix"),
-			want: conv("system", DefaultSystemPrompt, "user", "2", "assistant", "prefix"),
-			// Two are kept although the bound is one: they are never dropped.
+			name: "the last user message is kept whatever its size",
+			opts: Options{MaxHistoryBytes: 1},
+			in:   conv("user", "1", "assistant", "a1", "user", "22"),
+			want: conv("system", DefaultSystemPrompt, "user", "22"),
+			// Kept although over the bound: it is never dropped.
 			dropped: 2,
 		},
 		{

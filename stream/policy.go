@@ -42,6 +42,13 @@ func (h *Handler) prepare(req *chatproto.Request) (*Request, int, error) {
 	if lastUser < 0 {
 		return nil, 0, badRequest("messages: there is no user message to answer")
 	}
+	if last := len(msgs) - 1; lastUser != last {
+		// A model answers the last message: after an answer of its own, it
+		// would be asked to carry that on, which is not what the protocol
+		// means by a request.
+		return nil, 0, badRequest("messages[%d]: the last message must be from the user",
+			last)
+	}
 
 	out := &Request{Context: req.Context}
 	if err := parseOverrides(req.Context, h.opts.MaxTokensLimit, out); err != nil {
@@ -68,9 +75,9 @@ func (h *Handler) prepare(req *chatproto.Request) (*Request, int, error) {
 }
 
 // boundHistory decides which messages to send upstream. System messages and
-// everything from the last user message on are always kept; the other
-// messages are dropped a whole turn at a time, oldest first, until at most
-// MaxHistory messages with at most MaxHistoryBytes of content remain (or
+// the last user message (the last message, as prepare checked) are always
+// kept; the other messages are dropped a whole turn at a time, oldest first,
+// until at most MaxHistory messages with at most MaxHistoryBytes of content remain (or
 // only the kept ones are left). A turn is a user message and the messages
 // after it up to the next user message.
 func (h *Handler) boundHistory(msgs []chatproto.Message, lastUser int) []bool {

@@ -18,7 +18,9 @@
 //
 // The configuration comes from the environment or, locally, from the current
 // azd environment's .env file. Without it, and without -demo, the command
-// exits with status 2 and lists each missing value with how to get it.
+// exits with status 2 and lists each missing value with how to get it; a
+// credential setting that cannot work (such as an unknown
+// AZURE_TOKEN_CREDENTIALS) exits with status 2 too.
 //
 // # Flags and environment
 //

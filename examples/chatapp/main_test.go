@@ -393,6 +393,29 @@ func TestMissingConfigurationExits2NamingEveryValue(t *testing.T) {
 	}
 }
 
+func TestUnusableCredentialSettingExits2WithTheDemoHint(t *testing.T) {
+	cmd := exec.Command(binary(t))
+	cmd.Env = cleanEnv(t,
+		"AZURE_OPENAI_ENDPOINT=https://127.0.0.1:9/",
+		"AZURE_OPENAI_CHAT_DEPLOYMENT=chat",
+		"AZURE_TOKEN_CREDENTIALS=bogus",
+	)
+	cmd.Dir = t.TempDir()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2; stderr:\n%s", err, stderr.String())
+	}
+	for _, want := range []string{`AZURE_TOKEN_CREDENTIALS="bogus"`, "run it with -demo"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr does not mention %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
 func TestBadFlagsExit2(t *testing.T) {
 	for _, args := range [][]string{{"-no-such-flag"}, {"-shutdown-timeout", "soon"},
 		{"extra"}} {

@@ -190,12 +190,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, web fs.
 
 	a, err := app.New(opts)
 	var credErr *keyless.CredentialError
-	if errors.As(err, &credErr) {
+	var cfgErr *app.ConfigError
+	switch {
+	case errors.As(err, &credErr):
 		fmt.Fprintf(stderr, "chatapp: no credential source for Azure OpenAI:\n%v\n\n"+
-			"To try the app without Azure, run it with -demo.\n", err)
+			"To try the app without Azure, run it with -demo.\n", credErr)
 		return exitUsage
-	}
-	if err != nil {
+	case errors.As(err, &cfgErr):
+		fmt.Fprintf(stderr, "chatapp: the credential for Azure OpenAI cannot be built:\n"+
+			"%v\n\nTo try the app without Azure, run it with -demo.\n", cfgErr.Err)
+		return exitUsage
+	case err != nil:
 		fmt.Fprintf(stderr, "chatapp: %v\n", err)
 		return exitFailed
 	}

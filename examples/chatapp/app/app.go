@@ -135,8 +135,25 @@ type App struct {
 	token   func(context.Context) (string, error) // nil when Model was given
 }
 
+// ConfigError reports options that cannot work whatever the network does:
+// Options.Config is invalid, or the environment asks for a credential chain
+// that keyless cannot build (an unknown AZURE_TOKEN_CREDENTIALS, a malformed
+// AZURE_TENANT_ID, no credential source at all, ...). Err, keyless's error,
+// says what to change. A command reports it as a usage error.
+type ConfigError struct {
+	Err error
+}
+
+// Error returns "app: invalid configuration: " followed by Err.
+func (e *ConfigError) Error() string { return "app: invalid configuration: " + e.Err.Error() }
+
+// Unwrap returns Err, so that errors.As finds keyless's *ConfigError or
+// *CredentialError behind it.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // New returns the app for opts. It reports an invalid Config, and a
-// credential chain that cannot be built, before serving anything.
+// credential chain that cannot be built, as a *ConfigError before serving
+// anything.
 func New(opts Options) (*App, error) {
 	log := opts.Logger
 	if log == nil {
@@ -206,7 +223,7 @@ func New(opts Options) (*App, error) {
 // one credential.
 func azureModel(opts Options) (stream.Model, func(context.Context) (string, error), error) {
 	if err := opts.Config.Validate(); err != nil {
-		return nil, nil, err
+		return nil, nil, &ConfigError{Err: err}
 	}
 	cred := opts.Credential
 	if cred == nil {
@@ -214,7 +231,8 @@ func azureModel(opts Options) (stream.Model, func(context.Context) (string, erro
 		cred, err = keyless.NewCredential(opts.Config.CredentialOptions(
 			&keyless.CredentialOptions{Getenv: opts.Getenv}))
 		if err != nil {
-			return nil, nil, fmt.Errorf("app: building the credential: %w", err)
+			// NewCredential does no I/O: every failure is the environment's.
+			return nil, nil, &ConfigError{Err: err}
 		}
 	}
 	// One cache serves the client, the model's diagnostics and the readiness probe, so

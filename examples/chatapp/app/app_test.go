@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -557,5 +558,29 @@ func TestReadinessAndAnswersShareOneTokenFromAzd(t *testing.T) {
 	// azd caches nothing itself, so each keyless cache would cost one azd run.
 	if n := azd.Calls(); n != 1 {
 		t.Errorf("a readiness probe and an answer ran azd %d times, want 1", n)
+	}
+}
+
+func TestNewReportsSettingsThatCannotWorkAsConfigError(t *testing.T) {
+	aoaitest.Guard(t)
+	cfg := keyless.Config{Endpoint: "https://127.0.0.1:9/", Deployment: "chat"}
+	tests := []struct {
+		name string
+		opts Options
+	}{
+		{"invalid config", Options{Config: keyless.Config{Endpoint: "not a URL"}}},
+		{"unknown AZURE_TOKEN_CREDENTIALS", Options{Config: cfg,
+			Getenv: func(k string) string {
+				return map[string]string{"AZURE_TOKEN_CREDENTIALS": "bogus"}[k]
+			}}},
+		{"no source left", Options{Config: cfg, Getenv: func(k string) string {
+			return map[string]string{"AZURE_TOKEN_CREDENTIALS": "prod"}[k]
+		}}},
+	}
+	for _, tt := range tests {
+		_, err := New(tt.opts)
+		if _, ok := errors.AsType[*ConfigError](err); !ok {
+			t.Errorf("%s: New returned %v (%T), want a *ConfigError", tt.name, err, err)
+		}
 	}
 }

@@ -68,7 +68,7 @@
 //	                                             413     too_large
 //	                                             415     unsupported_media_type
 //	no user message, a last message not the      400     invalid_request
-//	  user's, bad context.overrides
+//	  user's or empty, bad context.overrides
 //	a system message, not allowed                400     system_message_not_allowed
 //	prompt filtered by Azure                     400     content_filter
 //	answer filtered (finish_reason               400 or  content_filter
@@ -142,7 +142,8 @@
 // Before asking the model, the Handler
 //
 //   - rejects a conversation whose last message is not the user's (the
-//     model answers the last user message) with 400 invalid_request;
+//     model answers the last user message), and a last user message with
+//     no text but white space and no file, with 400 invalid_request;
 //   - rejects system messages from the client with 400
 //     system_message_not_allowed, unless Options.AllowSystemMessages;
 //   - puts the system prompt (Options.SystemPrompt, by default

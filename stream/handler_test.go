@@ -382,6 +382,13 @@ func TestRequestsRejectedBeforeTheModel(t *testing.T) {
 			`{"messages":[{"role":"user","content":"hi"},{"role":"system","content":"be"}]}`,
 			400, chatproto.CodeInvalidRequest,
 			"messages[1]: the last message must be from the user"},
+		{"last user message empty", Options{},
+			`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a"},` +
+				`{"role":"user","content":""}]}`,
+			400, chatproto.CodeInvalidRequest, "messages[2].content: must not be empty"},
+		{"last user message white space", Options{},
+			`{"messages":[{"role":"user","content":" \n\t\u3000\u00a0"}]}`,
+			400, chatproto.CodeInvalidRequest, "messages[0].content: must not be empty"},
 		{"temperature too high", Options{},
 			withOverrides(`{"temperature":2.5}`),
 			400, chatproto.CodeInvalidRequest, "context.overrides.temperature"},
@@ -616,5 +623,21 @@ func TestMessageContextIsAcceptedAndNotSentOn(t *testing.T) {
 	req := m.lastRequest(t)
 	if diff := cmp.Diff(`{"app":{"x":1}}`, string(req.Context)); diff != "" {
 		t.Errorf("request context (-want +got):\n%s", diff)
+	}
+}
+
+func TestLastUserMessageWithAFileAndNoTextIsAccepted(t *testing.T) {
+	h := NewHandler(&fakeModel{}, nil)
+	msg := chatproto.Message{Role: chatproto.RoleUser, Content: " ",
+		Files: []chatproto.File{{Name: "a.png", ContentType: "image/png", Data: []byte{1}}}}
+
+	got, _, err := h.prepare(&chatproto.Request{Messages: []chatproto.Message{msg}})
+
+	if err != nil {
+		t.Fatalf("prepare: %v, want the file passed on to the model", err)
+	}
+	if n := len(got.Messages); n != 2 || len(got.Messages[1].Files) != 1 {
+		t.Errorf("messages %+v, want the system prompt and the message with its file",
+			got.Messages)
 	}
 }

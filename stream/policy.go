@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aoaiblocks/securechat/chatproto"
 )
@@ -48,6 +49,10 @@ func (h *Handler) prepare(req *chatproto.Request) (*Request, int, error) {
 		// means by a request.
 		return nil, 0, badRequest("messages[%d]: the last message must be from the user",
 			last)
+	}
+	if m := msgs[lastUser]; strings.TrimSpace(m.Content) == "" && len(m.Files) == 0 {
+		// Nothing to answer: do not pay a model call for it.
+		return nil, 0, badRequest("messages[%d].content: must not be empty", lastUser)
 	}
 
 	out := &Request{Context: req.Context}

@@ -41,6 +41,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -342,14 +344,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // staticFiles serves the page's files from web to GET and HEAD requests.
 // Directory listings are not served: a path to a directory without an
-// index.html is 404. Other methods get the protocol's error body: 405 for a
-// file, 404 for any other path.
+// index.html is 404, and so is a markdown file (the folder's README files are
+// for the repository's readers) other than a license text, which stays next
+// to the library it covers. Other methods get the protocol's error body: 405
+// for a file, 404 for any other path.
 func staticFiles(web fs.FS) http.Handler {
 	files := http.FileServerFS(web)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.URL.Path[1:]
 		if name == "" || name[len(name)-1] == '/' {
 			name += "index.html"
+		}
+		if hiddenFile(name) {
+			notFound(w, r)
+			return
 		}
 		if f, err := fs.Stat(web, name); err != nil || f.IsDir() {
 			notFound(w, r)
@@ -362,6 +370,13 @@ func staticFiles(web fs.FS) http.Handler {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
 	})
+}
+
+// hiddenFile reports whether the page's file name is kept from clients:
+// markdown documents, except license texts (LICENSE.marked.md).
+func hiddenFile(name string) bool {
+	return strings.EqualFold(path.Ext(name), ".md") &&
+		!strings.HasPrefix(path.Base(name), "LICENSE")
 }
 
 // codeNotFound is the error code of a request for a path the app does not

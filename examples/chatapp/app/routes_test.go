@@ -2,7 +2,10 @@ package app
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,6 +60,42 @@ func TestRequestsOffTheRoutesGetTheProtocolsErrorBody(t *testing.T) {
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("%s %s (-want +got):\n%s", tt.method, tt.target, diff)
+		}
+	}
+}
+
+func TestThePagesDocumentationIsNotServed(t *testing.T) {
+	a, _ := newTestApp(t, Options{Web: os.DirFS(filepath.Join("..", "web"))})
+	tests := []struct {
+		target string
+		want   int
+	}{
+		{"/", http.StatusOK},
+		{"/app.js", http.StatusOK},
+		{"/vendor/marked.esm.js", http.StatusOK},
+		{"/README.md", http.StatusNotFound},
+		{"/vendor/README.md", http.StatusNotFound},
+		// The license texts of the libraries the page loads stay next to them.
+		{"/vendor/LICENSE.marked.md", http.StatusOK},
+		{"/vendor/LICENSE.dompurify", http.StatusOK},
+	}
+	for _, tt := range tests {
+		for _, method := range []string{"GET", "HEAD"} {
+			if w := serve(a, httptest.NewRequest(method, tt.target, nil)); w.Code != tt.want {
+				t.Errorf("%s %s: status %d, want %d", method, tt.target, w.Code, tt.want)
+			}
+		}
+	}
+}
+
+func TestHiddenFileKeepsMarkdownButNotLicensesFromClients(t *testing.T) {
+	for name, want := range map[string]bool{
+		"README.md": true, "vendor/README.md": true, "notes.MD": true,
+		"vendor/LICENSE.marked.md": false, "LICENSE-MPL.dompurify": false,
+		"app.js": false, "index.html": false, "md": false,
+	} {
+		if got := hiddenFile(name); got != want {
+			t.Errorf("hiddenFile(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -161,10 +161,10 @@
 // # Logging
 //
 // Each request gets one log line, "chat request", at level Info (Warn for a
-// 4xx and for unavailable, Error for the other 5xx), with request_id, route (complete or stream), method,
-// status, duration, code, messages (sent upstream), dropped_messages,
-// finish_reason, prompt_tokens, completion_tokens, total_tokens and error
-// (the full cause) as they apply. An upstream_auth line adds principal_id
+// 4xx and for unavailable, Error for the other 5xx), with request_id, route
+// (complete or stream), method, status, duration, code, messages (sent
+// upstream), dropped_messages, finish_reason, prompt_tokens,
+// completion_tokens, total_tokens and error (the full cause) as they apply. An upstream_auth line adds principal_id
 // (the oid claim of the refused token, read without verifying it),
 // missing_role and fix, the az role assignment command that grants
 // the role. The line never holds a token or the text of a message.

@@ -584,3 +584,31 @@ func TestNewReportsSettingsThatCannotWorkAsConfigError(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoAnswerIsTrueWhicheverRouteAsked(t *testing.T) {
+	// The stand-in sees the upstream request only, which is the same for both
+	// routes, so the answer must describe both rather than guess.
+	demo := startDemo(t)
+	a, _ := newTestApp(t, demo.Options(Options{}))
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+
+	client := chatproto.NewClient(srv.URL+"/chat", &chatproto.ClientOptions{
+		HTTPClient: srv.Client(),
+	})
+	complete, err := client.Complete(t.Context(), &chatproto.Request{
+		Messages: []chatproto.Message{{Role: chatproto.RoleUser, Content: "hi"}},
+	})
+	if err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	answer := complete.Message.Content
+	for _, want := range []string{"`/chat`", "`/chat/stream`"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("the answer does not name %s:\n%s", want, answer)
+		}
+	}
+	if strings.Contains(answer, "posted the conversation to `/chat/stream`") {
+		t.Errorf("the answer to POST /chat says it was posted to /chat/stream:\n%s", answer)
+	}
+}

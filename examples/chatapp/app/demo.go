@@ -166,10 +166,13 @@ func DemoReply(req *aoaitest.ChatRequest, pace time.Duration) aoaitest.Reply {
 		"conversation (%s) to a local stand-in of Azure OpenAI over TLS, with the "+
 		"token as its bearer credential, and streamed this answer back.\n",
 		plural(turns, "user turn"))
-	b.WriteString("3. **AI Chat Protocol.** Your browser posted the conversation to " +
-		"`/chat/stream` and is reading the answer as JSON Lines, one line per " +
-		"piece, as it arrives. Press Stop to cancel it: the upstream call stops " +
-		"too.\n\n")
+	// The stand-in sees the upstream request, which is the same for both
+	// routes, so this step names both rather than guess which was used.
+	b.WriteString("3. **AI Chat Protocol.** The conversation came to this app as an " +
+		"AI Chat Protocol request. Posted to `/chat/stream`, as the page does, the " +
+		"answer comes back as JSON Lines, one line per piece as it arrives, and " +
+		"cancelling it (the page's Stop button) stops the upstream call too. " +
+		"Posted to `/chat`, it comes back whole, as one JSON object.\n\n")
 	b.WriteString("To get real answers, run `azd up` (or point " +
 		"`AZURE_OPENAI_ENDPOINT` and `AZURE_OPENAI_CHAT_DEPLOYMENT` at your own " +
 		"deployment and run `azd auth login`), then start the app without `-demo`.")

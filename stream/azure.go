@@ -61,7 +61,12 @@ type AzureOptions struct {
 	//
 	// The waits before the first delta therefore add up to at most MaxRetries
 	// times MaxRetryWait, and the Handler's Options.IdleTimeout bounds the whole
-	// time before the first delta, retries included.
+	// time before the first delta, retries included. Under a Handler, a wait is
+	// also not begun when it would end after the first delta is due (by
+	// Options.IdleTimeout or Options.Timeout), counting as long again as the
+	// failed attempt took: the error goes to the client at once, as when the
+	// upstream asks for more than MaxRetryWait, rather than being lost to a
+	// timeout in the middle of the wait.
 	MaxRetryWait time.Duration
 
 	// RequestOptions are added to every chat completions call, after the retry
@@ -94,6 +99,7 @@ type AzureModel struct {
 	deployment string
 	opts       AzureOptions
 	call       []option.RequestOption // the retry options, then opts.RequestOptions
+	maxWait    time.Duration          // MaxRetryWait, resolved
 }
 
 // NewAzureModel returns the Model for the chat deployment named deployment,
@@ -118,6 +124,7 @@ func NewAzureModel(client openai.Client, deployment string, opts *AzureOptions) 
 	if wait <= 0 {
 		wait = DefaultMaxRetryWait
 	}
+	m.maxWait = wait
 	m.call = append([]option.RequestOption{
 		option.WithMaxRetries(retries),
 		option.WithMaxRetryDelay(wait),
@@ -131,7 +138,11 @@ func NewAzureModel(client openai.Client, deployment string, opts *AzureOptions) 
 // once.
 func (m *AzureModel) Stream(ctx context.Context, req *Request) iter.Seq2[Delta, error] {
 	return func(yield func(Delta, error) bool) {
-		s := m.client.Chat.Completions.NewStreaming(ctx, m.params(req), m.call...)
+		call := m.call
+		if by, ok := firstDeltaBy(ctx); ok {
+			call = append(call[:len(call):len(call)], option.WithMiddleware(m.retryWithin(by)))
+		}
+		s := m.client.Chat.Completions.NewStreaming(ctx, m.params(req), call...)
 		defer s.Close()
 
 		var finish string
@@ -175,6 +186,56 @@ func (m *AzureModel) Stream(ctx context.Context, req *Request) iter.Seq2[Delta, 
 		}
 		yield(Delta{FinishReason: finish, Usage: usage}, nil)
 	}
+}
+
+// retryWithin returns an openai-go middleware that keeps the client from
+// beginning a retry wait that would end after by, the Handler's bound on the
+// first delta, counting as long again as the failed attempt took for the
+// retry itself. It marks such an answer "x-should-retry: false", openai-go's
+// own signal, so that its error (a 429 with the upstream's Retry-After, say)
+// goes to the Handler at once, instead of a wait the Handler's bound would
+// cut short as a timeout. The wait is the upstream's retry-after-ms or
+// Retry-After, or else the longest the backoff may be.
+func (m *AzureModel) retryWithin(by time.Time) option.Middleware {
+	attempt := 0 // openai-go makes its attempts one after the other
+	return func(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+		start := time.Now()
+		resp, err := next(req)
+		n := attempt
+		attempt++
+		if err != nil || resp == nil || !retryable(resp) {
+			return resp, err
+		}
+
+		wait := retryAfter(resp.Header)
+		if wait <= 0 {
+			wait = min(firstBackoff<<min(n, 16), m.maxWait)
+		}
+		if now := time.Now(); now.Add(wait + now.Sub(start)).After(by) {
+			resp.Header.Set("x-should-retry", "false")
+		}
+		return resp, err
+	}
+}
+
+// firstBackoff is openai-go's wait before its first retry when the upstream
+// did not say how long to wait; it doubles with each retry.
+const firstBackoff = 500 * time.Millisecond
+
+// retryable reports whether openai-go would retry after resp.
+func retryable(resp *http.Response) bool {
+	switch resp.Header.Get("x-should-retry") {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	switch s := resp.StatusCode; {
+	case s == http.StatusRequestTimeout, s == http.StatusConflict,
+		s == http.StatusTooManyRequests, s >= http.StatusInternalServerError:
+		return true
+	}
+	return false
 }
 
 // params builds the chat completions request.

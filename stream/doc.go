@@ -123,7 +123,11 @@
 // wait for the first delta, retries included, and between two deltas;
 // Options.Timeout (default 5 min) the whole answer. Either firing is a 504
 // upstream_timeout before the first byte, or an upstream_timeout error line
-// after it.
+// after it. A retry wait never runs into these bounds: AzureModel does not
+// begin a wait that would end after the first delta is due (counting as long
+// again as the failed attempt took, for the retry itself); the upstream's
+// error goes to the client at once instead, a 429 with its Retry-After
+// rather than a 504 that would lose it.
 //
 // # The Model interface
 //

@@ -68,7 +68,8 @@ type Options struct {
 	// wait for its first delta and between two deltas; either firing ends
 	// the request with upstream_timeout. Zero means DefaultTimeout and
 	// DefaultIdleTimeout; negative means no bound. Retries the model's client
-	// makes before its first delta count against both.
+	// makes before its first delta count against both; AzureModel begins no
+	// retry wait that would end after the first delta is due.
 	Timeout     time.Duration
 	IdleTimeout time.Duration
 	// WriteTimeout bounds each write to the client (a line, or the complete
@@ -249,9 +250,10 @@ type exchange struct {
 	id     string
 	buf    []byte
 
-	sessionState []byte // compact, or nil
-	sent         int    // messages sent upstream
-	dropped      int    // messages the history bound dropped
+	firstDeltaBy time.Time // the idle bound on the first delta, or zero
+	sessionState []byte    // compact, or nil
+	sent         int       // messages sent upstream
+	dropped      int       // messages the history bound dropped
 
 	noDeadlines bool // the ResponseWriter cannot set write deadlines
 	started     bool // the status and a first byte are on their way
@@ -308,7 +310,10 @@ func (x *exchange) relay(req *Request) {
 	opts := &x.h.opts
 	ctx, cancel := context.WithCancelCause(x.r.Context())
 	defer cancel(nil)
-	ctx = context.WithValue(ctx, requestIDKey{}, x.id)
+	if opts.IdleTimeout > 0 {
+		x.firstDeltaBy = time.Now().Add(opts.IdleTimeout)
+	}
+	ctx = context.WithValue(ctx, exchangeKey{}, x)
 	if opts.Timeout > 0 {
 		var stop context.CancelFunc
 		ctx, stop = context.WithTimeoutCause(ctx, opts.Timeout, errDeadline)

@@ -4,20 +4,37 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"time"
 )
 
 // maxRequestIDLen bounds an X-Request-Id taken from a request.
 const maxRequestIDLen = 128
 
-// requestIDKey is the context key of the request id.
-type requestIDKey struct{}
+// exchangeKey is the context key of the exchange a model's context belongs
+// to, behind RequestID and firstDeltaBy.
+type exchangeKey struct{}
 
 // RequestID returns the id the Handler gave the request whose context ctx
 // is (or derives from), or "" when there is none. Models use it to tie their
 // own log lines to the handler's.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if x, _ := ctx.Value(exchangeKey{}).(*exchange); x != nil {
+		return x.id
+	}
+	return ""
+}
+
+// firstDeltaBy returns the time by which the Handler that made ctx wants the
+// model's first delta: the end of its idle bound on the first delta, or of
+// ctx's deadline (Options.Timeout), whichever comes first. It reports false
+// when there is neither.
+func firstDeltaBy(ctx context.Context) (time.Time, bool) {
+	by, ok := ctx.Deadline()
+	if x, _ := ctx.Value(exchangeKey{}).(*exchange); x != nil && !x.firstDeltaBy.IsZero() &&
+		(!ok || x.firstDeltaBy.Before(by)) {
+		by, ok = x.firstDeltaBy, true
+	}
+	return by, ok
 }
 
 // requestID returns the X-Request-Id the client (or a proxy in front) sent

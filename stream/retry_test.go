@@ -97,3 +97,56 @@ func TestRetriesAreBoundedInAttemptsAndWait(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryWaitsEndBeforeTheHandlersBounds(t *testing.T) {
+	throttled := func(d time.Duration) func(*aoaitest.ChatRequest) aoaitest.Reply {
+		return faultScript(aoaitest.Reply{Status: 429, RetryAfter: d})
+	}
+	tests := []struct {
+		name   string
+		script func(*aoaitest.ChatRequest) aoaitest.Reply
+		opts   stream.Options
+		// what the client of the streaming endpoint gets, and how soon
+		want        string
+		maxAttempts int
+		within      time.Duration
+	}{
+		{name: "a wait longer than the idle timeout is not begun",
+			script: throttled(2 * time.Second),
+			opts:   stream.Options{IdleTimeout: 500 * time.Millisecond},
+			want:   `429 rate_limited Retry-After="2"`, maxAttempts: 1,
+			within: 400 * time.Millisecond},
+		{name: "a wait that would end past the idle timeout is not begun",
+			// The first wait fits (unless the first attempt is very slow); the
+			// second would end at about 2 s, past the idle timeout.
+			script: throttled(900 * time.Millisecond),
+			opts:   stream.Options{IdleTimeout: 1500 * time.Millisecond},
+			want:   `429 rate_limited Retry-After="1"`, maxAttempts: 2,
+			within: 1400 * time.Millisecond},
+		{name: "a wait longer than what is left of the timeout is not begun",
+			script: throttled(2 * time.Second),
+			opts:   stream.Options{Timeout: 500 * time.Millisecond, IdleTimeout: -1},
+			want:   `429 rate_limited Retry-After="2"`, maxAttempts: 1,
+			within: 400 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newApp(t, setup{script: tt.script, opts: tt.opts,
+				azure: &stream.AzureOptions{}}) // the default retries
+
+			start := time.Now()
+			resp, body := post(t, a.url+"/stream", say("fault"))
+			took := time.Since(start)
+
+			if got := outcome(t, resp, body, true); got != tt.want {
+				t.Errorf("got %s, want %s\nbody: %s", got, tt.want, body)
+			}
+			if n := upstreamAttempts(a); n < 1 || n > tt.maxAttempts {
+				t.Errorf("%d upstream attempts, want 1 to %d", n, tt.maxAttempts)
+			}
+			if took > tt.within {
+				t.Errorf("the answer took %v, want at most %v", took, tt.within)
+			}
+		})
+	}
+}

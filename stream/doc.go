@@ -173,7 +173,9 @@
 // missing_role and fix, the az role assignment command that grants
 // the role. The line never holds a token or the text of a message.
 // The request id is the client's X-Request-Id when it is a plain id of up
-// to 128 characters, a new UUID otherwise; models get it from RequestID.
+// to 128 letters, digits and - _ . : characters, and otherwise a new id of
+// 32 random lowercase hexadecimal digits (128 bits, as the example app's
+// middleware makes them); models get it from RequestID.
 //
 // BUG(stream): AzureModel sends the text of messages only; files attached to
 // messages (multipart requests) are accepted by the Handler but not passed to

@@ -47,8 +47,8 @@ func requestID(header string) string {
 }
 
 // validRequestID accepts 1 to 128 letters, digits and - _ . : characters,
-// which covers UUIDs, Azure's ids and most proxies' formats, and keeps
-// anything odd out of logs and headers.
+// which covers the ids the Handler makes, UUIDs, Azure's ids and most
+// proxies' formats, and keeps anything odd out of logs and headers.
 func validRequestID(s string) bool {
 	if s == "" || len(s) > maxRequestIDLen {
 		return false
@@ -65,22 +65,11 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// newRequestID returns a random version 4 UUID in its usual text form.
+// newRequestID returns a new id: 128 random bits as 32 lowercase
+// hexadecimal digits, the form the example app's middleware gives the ids it
+// makes, so that ids look alike wherever they were made.
 func newRequestID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }

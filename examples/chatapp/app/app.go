@@ -14,6 +14,7 @@
 //	GET  /healthz          200 while the process serves
 //	GET  /readyz           200 once the configuration is valid and the
 //	                       credential has produced a token; 503 before
+//	                       (logged when it changes, not at every probe)
 //
 // A route asked with another method answers 405 with an Allow header, and a
 // path that is no route answers 404 not_found, both with the protocol's JSON
@@ -43,6 +44,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -131,11 +133,19 @@ const DefaultBodyTimeout = 30 * time.Second
 
 // App is the chat app's HTTP handler. It is safe for concurrent use.
 type App struct {
-	handler http.Handler
-	log     *slog.Logger
-	demo    bool
-	token   func(context.Context) (string, error) // nil when Model was given
+	handler   http.Handler
+	log       *slog.Logger
+	demo      bool
+	token     func(context.Context) (string, error) // nil when Model was given
+	readiness atomic.Int32                          // the last probe's outcome
 }
+
+// Outcomes of the readiness probe, kept so that only changes are logged.
+const (
+	readinessUnknown int32 = iota
+	readinessReady
+	readinessNotReady
+)
 
 // ConfigError reports options that cannot work whatever the network does:
 // Options.Config is invalid, or the environment asks for a credential chain
@@ -298,10 +308,32 @@ func (a *App) CheckCredential(ctx context.Context) {
 		if ctx.Err() == nil { // not shutting down
 			a.log.Warn("the credential could not get a token yet; chat requests will "+
 				"fail until it can", "err", err)
+			// Said already: the probes log only when this changes.
+			a.readiness.CompareAndSwap(readinessUnknown, readinessNotReady)
 		}
 		return
 	}
 	a.log.Info("the credential got a token")
+	a.readiness.CompareAndSwap(readinessUnknown, readinessReady)
+}
+
+// noteReadiness records a readiness probe's outcome, err, and logs it when it
+// differs from the last one: a warning with the cause when the app stops
+// being ready (or is not ready at its first probe), a line at info level when
+// it is ready again. A credential that keeps failing, probed every few
+// seconds, so logs one line, not one per probe.
+func (a *App) noteReadiness(err error) {
+	now := readinessReady
+	if err != nil {
+		now = readinessNotReady
+	}
+	before := a.readiness.Swap(now)
+	switch {
+	case now == readinessNotReady && before != readinessNotReady:
+		a.log.Warn("not ready", "err", err)
+	case now == readinessReady && before == readinessNotReady:
+		a.log.Info("ready")
+	}
 }
 
 func (a *App) serveHealth(w http.ResponseWriter, r *http.Request) {
@@ -313,8 +345,9 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
 	defer cancel()
-	if err := a.Ready(ctx); err != nil {
-		a.log.Warn("not ready", "err", err)
+	err := a.Ready(ctx)
+	a.noteReadiness(err)
+	if err != nil {
 		chatproto.WriteError(w, &chatproto.Error{
 			Status:  http.StatusServiceUnavailable,
 			Code:    "not_ready",

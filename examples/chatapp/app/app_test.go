@@ -612,3 +612,45 @@ func TestDemoAnswerIsTrueWhicheverRouteAsked(t *testing.T) {
 		t.Errorf("the answer to POST /chat says it was posted to /chat/stream:\n%s", answer)
 	}
 }
+
+func TestReadyzLogsOnlyWhenReadinessChanges(t *testing.T) {
+	demo := startDemo(t)
+	a, logs := newTestApp(t, demo.Options(Options{}))
+
+	// The first token request fails; the token cache gives its error to the
+	// probes of the next 2 seconds, then asks again and gets a token.
+	demo.Identity.FailNext(1, http.StatusBadRequest)
+	failed := 0
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code := serve(a, newRequest("GET", "/readyz")).Code
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("probe %d: status %d, want 503 until a token comes, then 200",
+				failed+1, code)
+		}
+		failed++
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := serve(a, newRequest("GET", "/readyz")).Code; code != http.StatusOK {
+		t.Fatalf("probe after the first 200: status %d", code)
+	}
+	if failed < 2 {
+		t.Fatalf("only %d failed probes; the test needs several", failed)
+	}
+
+	var got []string
+	for line := range strings.Lines(logs.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		got = append(got, fmt.Sprint(m["level"], " ", m["msg"]))
+	}
+	want := []string{"WARN not ready", "INFO ready"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("log lines of %d failed probes and 2 good ones (-want +got):\n%s\n%s",
+			failed, diff, logs)
+	}
+}

@@ -101,9 +101,10 @@ const (
 // accessLog gives every request an id and writes one log line per request:
 // its id, method, route pattern, status, bytes written and duration. The
 // chat routes are left to the chat handler, whose line has the same id and
-// adds the outcome and the token usage. Successful health probes are logged
-// at debug level only. No line carries the request's body, query string or
-// any header that may hold a secret.
+// adds the outcome and the token usage. Successful health probes, and every
+// readiness probe, are logged at debug level only: the readiness probe logs
+// its changes itself (see App.noteReadiness). No line carries the request's
+// body, query string or any header that may hold a secret.
 func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -121,7 +122,7 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 			return
 		}
 		level := slog.LevelInfo
-		if (route == routeHealth || route == routeReady) && rec.status() < 300 {
+		if route == routeReady || (route == routeHealth && rec.status() < 300) {
 			level = slog.LevelDebug
 		}
 		log.LogAttrs(context.WithoutCancel(r.Context()), level, "request",

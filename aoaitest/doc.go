@@ -48,6 +48,12 @@
 //
 // # Demos
 //
-// [AzureOpenAI] and [Identity] need no testing.T: a demo program can start them and
-// hand [Identity.Env] to its credential. [Azd] and [Guard] are for tests only.
+// [AzureOpenAI] and [Identity] need no testing.T: a demo program can start them too.
+// Handing [Identity.Env] to a credential is not enough: azidentity's managed identity
+// credential reads IDENTITY_ENDPOINT and IDENTITY_HEADER from the process environment
+// only, when it is built and at every token request. So the program sets those two
+// variables of Env in its own environment with os.Setenv before it builds the
+// credential, and keeps them set, as [Identity.Setenv] does for a test (the securechat
+// chat app's demo does it with Demo.SetProcessEnv). [Azd] and [Guard] are for tests
+// only.
 package aoaitest

@@ -21,6 +21,7 @@ import (
 
 	"github.com/aoaiblocks/securechat/chatproto"
 	"github.com/aoaiblocks/securechat/examples/chatapp/app"
+	"github.com/aoaiblocks/securechat/stream"
 )
 
 // The tests in this file build the command and run it as a subprocess, the
@@ -363,6 +364,10 @@ func TestSIGTERMCancelsStreamsAfterTheShutdownTimeout(t *testing.T) {
 	}
 	if last.Context["finish_reason"] == "stop" {
 		t.Error("the stream finished although it outlived the shutdown timeout")
+	}
+	if last.Error == nil || last.Error.Code != stream.CodeUnavailable {
+		t.Errorf("last line %+v, want an error line with code %s, so the client knows the "+
+			"answer was cut off", last, stream.CodeUnavailable)
 	}
 	if !strings.Contains(p.stderr.String(), "cancelling requests still in flight") {
 		t.Errorf("the log does not say streams were cancelled:\n%s", p.stderr)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aoaiblocks/securechat/stream"
 )
 
 // DefaultShutdownTimeout is how long Serve lets requests in flight finish
@@ -61,8 +63,11 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 		log = slog.New(slog.DiscardHandler)
 	}
 
-	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
+	// Requests still in flight at the deadline are cancelled with ErrShuttingDown as
+	// the cause, so the stream handler tells their clients the server is stopping
+	// instead of ending the answer as if the client had left.
+	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
 	srv := &http.Server{
 		Handler:           h,
 		BaseContext:       func(net.Listener) context.Context { return base },
@@ -91,7 +96,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	}
 
 	log.Warn("cancelling requests still in flight", "timeout", timeout)
-	cancel()
+	cancel(stream.ErrShuttingDown)
 	grace, stopGrace := context.WithTimeout(context.WithoutCancel(ctx), cancelGrace)
 	defer stopGrace()
 	if srv.Shutdown(grace) != nil {

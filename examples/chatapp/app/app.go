@@ -82,6 +82,11 @@ type Options struct {
 	// serve another backend, or an in-process model in benchmarks.
 	Model stream.Model
 
+	// Azure configures the Azure OpenAI model: retries (MaxRetries,
+	// MaxRetryWait) and request options. Nil means its defaults. Its
+	// Credential is always the app's. It is not used when Model is set.
+	Azure *stream.AzureOptions
+
 	// Stream configures the chat handler (system prompt, limits, timeouts).
 	// Nil means its defaults. Its Logger defaults to Logger. Its Limits
 	// default to the app's upload limits (DefaultMaxUploadBytes and the
@@ -257,8 +262,12 @@ func azureModel(opts Options) (stream.Model, func(context.Context) (string, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("app: building the Azure OpenAI client: %w", err)
 	}
-	model := stream.NewAzureModel(client, opts.Config.Deployment,
-		&stream.AzureOptions{Credential: cred})
+	var azure stream.AzureOptions
+	if opts.Azure != nil {
+		azure = *opts.Azure
+	}
+	azure.Credential = cred
+	model := stream.NewAzureModel(client, opts.Config.Deployment, &azure)
 	return model, keyless.NewTokenProvider(cred, ""), nil
 }
 

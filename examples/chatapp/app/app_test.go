@@ -654,3 +654,28 @@ func TestReadyzLogsOnlyWhenReadinessChanges(t *testing.T) {
 			failed, diff, logs)
 	}
 }
+
+func TestAzureOptionsSetTheUpstreamRetries(t *testing.T) {
+	aoaitest.Guard(t)
+	aoaitest.NewAzd(t)
+	aoai := aoaitest.NewAzureOpenAI()
+	t.Cleanup(aoai.Close)
+	aoai.Script = func(*aoaitest.ChatRequest) aoaitest.Reply {
+		return aoaitest.Reply{Status: http.StatusInternalServerError}
+	}
+	a, _ := newTestApp(t, Options{
+		Config:     keyless.Config{Endpoint: aoai.URL, Deployment: "chat"},
+		HTTPClient: aoai.Client(),
+		Azure:      &stream.AzureOptions{MaxRetries: -1},
+	})
+
+	r := httptest.NewRequest("POST", "/chat",
+		strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+	r.Header.Set("Content-Type", "application/json")
+	if w := serve(a, r); w.Code != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502: %s", w.Code, w.Body)
+	}
+	if n := len(aoai.Requests()); n != 1 {
+		t.Errorf("Azure OpenAI saw %d attempts with retries off, want 1", n)
+	}
+}

@@ -43,6 +43,14 @@
 //	                                                 may take to arrive (30s);
 //	                                                 slower clients get 408, 0
 //	                                                 turns the bound off
+//	-upstream-timeout  SECURECHAT_UPSTREAM_TIMEOUT   how long a whole answer from
+//	                                                 Azure OpenAI may take (5m)
+//	-idle-timeout      SECURECHAT_IDLE_TIMEOUT       how long to wait for the
+//	                                                 first or next piece of an
+//	                                                 answer (90s)
+//	-max-retries       SECURECHAT_MAX_RETRIES        retries of an upstream request
+//	                                                 that failed before its answer
+//	                                                 began (2); 0 turns them off
 //	-log-level         SECURECHAT_LOG_LEVEL          debug, info, warn, error
 //	-demo-pace         SECURECHAT_DEMO_PACE          delay between the words of
 //	                                                 a demo answer (45ms)

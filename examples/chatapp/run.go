@@ -15,6 +15,7 @@ import (
 
 	"github.com/aoaiblocks/securechat/examples/chatapp/app"
 	"github.com/aoaiblocks/securechat/keyless"
+	"github.com/aoaiblocks/securechat/stream"
 )
 
 // Exit statuses of the command.
@@ -45,6 +46,9 @@ type settings struct {
 	logLevel        slog.Level
 	demoPace        time.Duration
 	bodyTimeout     time.Duration // 0: no bound
+	upstreamTimeout time.Duration // bound on a whole answer from Azure OpenAI
+	idleTimeout     time.Duration // bound on the wait for the first or next delta
+	maxRetries      int           // retries of an upstream request; 0: none
 }
 
 // parseSettings reads args, taking each flag's default from its environment
@@ -77,6 +81,19 @@ func parseSettings(args []string, getenv func(string) string, production bool,
 			return def
 		}
 		return d
+	}
+
+	envInt := func(name string, def int) int {
+		v := env(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a whole number such as 2", name, v))
+			return def
+		}
+		return n
 	}
 
 	demo := envBool("SECURECHAT_DEMO")
@@ -115,6 +132,18 @@ func parseSettings(args []string, getenv func(string) string, production bool,
 		envDuration("SECURECHAT_BODY_TIMEOUT", app.DefaultBodyTimeout),
 		"how long a request's body may take to arrive before the request is answered "+
 			"408; 0 means no bound (env SECURECHAT_BODY_TIMEOUT)")
+	fset.DurationVar(&s.upstreamTimeout, "upstream-timeout",
+		envDuration("SECURECHAT_UPSTREAM_TIMEOUT", stream.DefaultTimeout),
+		"how long a whole answer from Azure OpenAI may take before it is answered 504 "+
+			"upstream_timeout (env SECURECHAT_UPSTREAM_TIMEOUT)")
+	fset.DurationVar(&s.idleTimeout, "idle-timeout",
+		envDuration("SECURECHAT_IDLE_TIMEOUT", stream.DefaultIdleTimeout),
+		"how long to wait for the first or next piece of an answer "+
+			"(env SECURECHAT_IDLE_TIMEOUT)")
+	fset.IntVar(&s.maxRetries, "max-retries",
+		envInt("SECURECHAT_MAX_RETRIES", stream.DefaultMaxRetries),
+		"retries of an Azure OpenAI request that failed before its answer began "+
+			"(throttled, 5xx, cut); 0 means none (env SECURECHAT_MAX_RETRIES)")
 	fset.TextVar(&s.logLevel, "log-level", level,
 		"log level: debug, info, warn or error (env SECURECHAT_LOG_LEVEL)")
 	fset.DurationVar(&s.demoPace, "demo-pace", envDuration("SECURECHAT_DEMO_PACE", 0),
@@ -122,6 +151,12 @@ func parseSettings(args []string, getenv func(string) string, production bool,
 			app.DefaultDemoPace.String()+"; env SECURECHAT_DEMO_PACE)")
 	if err := fset.Parse(args); err != nil {
 		return s, err
+	}
+	if s.upstreamTimeout <= 0 || s.idleTimeout <= 0 {
+		errs = append(errs, errors.New("-upstream-timeout and -idle-timeout must be positive"))
+	}
+	if s.maxRetries < 0 {
+		errs = append(errs, errors.New("-max-retries must be 0 or more"))
 	}
 	if fset.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected argument %q", fset.Arg(0)))
@@ -161,6 +196,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, web fs.
 	}
 	if s.bodyTimeout == 0 {
 		opts.BodyTimeout = -1 // the flag's 0 is app's "no bound"
+	}
+	opts.Stream = &stream.Options{Timeout: s.upstreamTimeout, IdleTimeout: s.idleTimeout}
+	opts.Azure = &stream.AzureOptions{MaxRetries: s.maxRetries}
+	if s.maxRetries == 0 {
+		opts.Azure.MaxRetries = -1 // the flag's 0 is stream's "no retries"
 	}
 	if s.demo {
 		demo, err := app.StartDemo(s.demoPace)

@@ -11,7 +11,8 @@ import (
 
 func TestSettingsComeFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 	def := settings{addr: ":8080", shutdownTimeout: 25 * time.Second, logLevel: slog.LevelInfo,
-		bodyTimeout: 30 * time.Second}
+		bodyTimeout: 30 * time.Second, upstreamTimeout: 5 * time.Minute,
+		idleTimeout: 90 * time.Second, maxRetries: 2}
 	with := func(f func(*settings)) settings {
 		s := def
 		f(&s)
@@ -51,6 +52,14 @@ func TestSettingsComeFromFlagsThenEnvironmentThenDefaults(t *testing.T) {
 			s.logLevel, s.demoPace = slog.LevelDebug, 10*time.Millisecond
 			s.bodyTimeout = time.Minute
 		})},
+		{"upstream bounds from the environment, retries from a flag",
+			[]string{"-max-retries", "0"}, map[string]string{
+				"SECURECHAT_UPSTREAM_TIMEOUT": "1m",
+				"SECURECHAT_IDLE_TIMEOUT":     "20s",
+				"SECURECHAT_MAX_RETRIES":      "5",
+			}, false, with(func(s *settings) {
+				s.upstreamTimeout, s.idleTimeout, s.maxRetries = time.Minute, 20*time.Second, 0
+			})},
 		{"-body-timeout 0 turns the bound off", []string{"-body-timeout", "0"},
 			map[string]string{"SECURECHAT_BODY_TIMEOUT": "5s"}, false,
 			with(func(s *settings) { s.bodyTimeout = 0 })},
@@ -83,6 +92,10 @@ func TestBadSettingsAreRejected(t *testing.T) {
 			map[string]string{"SECURECHAT_SHUTDOWN_TIMEOUT": "25"}},
 		{"bad body timeout in the environment", nil,
 			map[string]string{"SECURECHAT_BODY_TIMEOUT": "-5s"}},
+		{"zero idle timeout", []string{"-idle-timeout", "0"}, nil},
+		{"negative retries", []string{"-max-retries", "-1"}, nil},
+		{"bad retries in the environment", nil,
+			map[string]string{"SECURECHAT_MAX_RETRIES": "many"}},
 		{"bad level in the environment", nil,
 			map[string]string{"SECURECHAT_LOG_LEVEL": "loud"}},
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/aoaiblocks/securechat/aoaitest"
 	"github.com/aoaiblocks/securechat/chatproto"
 	"github.com/aoaiblocks/securechat/examples/chatapp/app"
+	"github.com/aoaiblocks/securechat/internal/testlog"
 	"github.com/aoaiblocks/securechat/keyless"
 )
 
@@ -282,16 +283,7 @@ func outcome(r response) string {
 }
 
 // logBuffer collects the app's JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ testlog.Buffer }
 
 // line returns the raw and the decoded log line with message msg for the request id,
 // waiting a little for it: the handler writes it as the response ends.
@@ -299,9 +291,7 @@ func (l *logBuffer) line(t *testing.T, msg, id string) (string, map[string]any) 
 	t.Helper()
 	deadline := time.Now().Add(time.Second)
 	for {
-		l.mu.Lock()
-		all := l.b.String()
-		l.mu.Unlock()
+		all := l.String()
 		for _, raw := range strings.Split(all, "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(raw), &m) == nil && m["msg"] == msg &&

@@ -21,6 +21,7 @@ import (
 
 	"github.com/aoaiblocks/securechat/chatproto"
 	"github.com/aoaiblocks/securechat/examples/chatapp/app"
+	"github.com/aoaiblocks/securechat/internal/testlog"
 	"github.com/aoaiblocks/securechat/stream"
 )
 
@@ -94,22 +95,8 @@ type process struct {
 	err    error // Wait's result, once exited is closed
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer collects the output of a running command.
+type lockedBuffer = testlog.Buffer
 
 // start runs the command with args and waits for it to print the address it
 // serves.

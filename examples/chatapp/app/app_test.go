@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -21,27 +20,13 @@ import (
 
 	"github.com/aoaiblocks/securechat/aoaitest"
 	"github.com/aoaiblocks/securechat/chatproto"
+	"github.com/aoaiblocks/securechat/internal/testlog"
 	"github.com/aoaiblocks/securechat/keyless"
 	"github.com/aoaiblocks/securechat/stream"
 )
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects the app's log lines.
+type syncBuffer = testlog.Buffer
 
 func newRequest(method, target string) *http.Request {
 	return httptest.NewRequest(method, target, nil)

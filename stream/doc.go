@@ -91,7 +91,9 @@
 // more is written; the log line says status 499, code client_closed, and
 // gives the cancellation as the error (context canceled), whatever the model
 // made of it. A client that stops reading is treated the same once a write
-// has waited Options.WriteTimeout; the error is then the failed write's.
+// has waited Options.WriteTimeout (up to a quarter more: the write deadline
+// is moved a few times per period, not at every line); the error is then the
+// failed write's.
 //
 // # Shutting down
 //
@@ -119,15 +121,17 @@
 // request that could not get a token is not retried either: it is answered
 // 503 credential_unavailable at once.
 //
-// The Handler bounds the exchange: Options.IdleTimeout (default 90 s) the
-// wait for the first delta, retries included, and between two deltas;
+// The Handler bounds the exchange: Options.IdleTimeout (default 90 s) the wait
+// for the first delta, retries included, and between two deltas;
 // Options.Timeout (default 5 min) the whole answer. Either firing is a 504
 // upstream_timeout before the first byte, or an upstream_timeout error line
-// after it. A retry wait never runs into these bounds: AzureModel does not
-// begin a wait that would end after the first delta is due (counting as long
-// again as the failed attempt took, for the retry itself); the upstream's
-// error goes to the client at once instead, a 429 with its Retry-After
-// rather than a 504 that would lose it.
+// after it. The idle bound is checked a few times per period, not reset at
+// every delta: it fires between IdleTimeout and 1.25 times IdleTimeout after
+// the last delta. A retry wait never runs into these bounds: AzureModel does
+// not begin a wait that would end after the first delta is due (counting as
+// long again as the failed attempt took, for the retry itself); the upstream's
+// error goes to the client at once instead, a 429 with its Retry-After rather
+// than a 504 that would lose it.
 //
 // # The Model interface
 //
@@ -168,13 +172,13 @@
 // 4xx and for unavailable, Error for the other 5xx), with request_id, route
 // (complete or stream), method, status, duration, code, messages (sent
 // upstream), dropped_messages, finish_reason, prompt_tokens,
-// completion_tokens, total_tokens and error (the full cause) as they apply. An upstream_auth line adds principal_id
-// (the oid claim of the refused token, read without verifying it),
-// missing_role and fix, the az role assignment command that grants
-// the role. The line never holds a token or the text of a message.
-// The request id is the client's X-Request-Id when it is a plain id of up
-// to 128 letters, digits and - _ . : characters, and otherwise a new id of
-// 32 random lowercase hexadecimal digits (128 bits, as the example app's
+// completion_tokens, total_tokens and error (the full cause) as they apply. An
+// upstream_auth line adds principal_id (the oid claim of the refused token,
+// read without verifying it), missing_role and fix, the az role assignment
+// command that grants the role. The line never holds a token or the text of a
+// message. The request id is the client's X-Request-Id when it is a plain id
+// of up to 128 letters, digits and - _ . : characters, and otherwise a new id
+// of 32 random lowercase hexadecimal digits (128 bits, as the example app's
 // middleware makes them); models get it from RequestID.
 //
 // BUG(stream): AzureModel sends the text of messages only; files attached to

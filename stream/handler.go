@@ -69,7 +69,10 @@ type Options struct {
 	// the request with upstream_timeout. Zero means DefaultTimeout and
 	// DefaultIdleTimeout; negative means no bound. Retries the model's client
 	// makes before its first delta count against both; AzureModel begins no
-	// retry wait that would end after the first delta is due.
+	// retry wait that would end after the first delta is due. The idle bound
+	// is checked a few times per period rather than reset on every delta, so
+	// it fires between IdleTimeout and 1.25 times IdleTimeout after the last
+	// delta (or after the request was sent to the model).
 	Timeout     time.Duration
 	IdleTimeout time.Duration
 	// WriteTimeout bounds each write to the client (a line, or the complete
@@ -77,7 +80,10 @@ type Options struct {
 	// open; the request then ends as if the client had gone. Zero means
 	// DefaultWriteTimeout, negative no bound. It replaces the server's
 	// http.Server.WriteTimeout for these responses, which would otherwise cut
-	// long answers.
+	// long answers. The deadline is moved forward a few times per period, not
+	// before every line, so a write starts with between WriteTimeout and 1.25
+	// times WriteTimeout ahead: a client that stops reading is dropped within
+	// that.
 	WriteTimeout time.Duration
 
 	// Limits bounds the requests accepted (see chatproto.DecodeRequest). Nil
@@ -209,6 +215,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("X-Request-Id", x.id)
 	x.rc = http.NewResponseController(w)
+	x.flushErr, x.flusher = flusherOf(w)
 	defer x.recoverPanic()
 	x.serve()
 	x.done()
@@ -241,14 +248,19 @@ func (x *exchange) recoverPanic() {
 
 // exchange is the state of one request.
 type exchange struct {
-	h      *Handler
-	w      http.ResponseWriter
-	r      *http.Request
-	rc     *http.ResponseController
-	start  time.Time
-	stream bool
-	id     string
-	buf    []byte
+	h  *Handler
+	w  http.ResponseWriter
+	r  *http.Request
+	rc *http.ResponseController
+	// flushErr or else flusher flushes w; neither when nothing can.
+	flushErr interface{ FlushError() error }
+	flusher  http.Flusher
+	watch    watch // the idle bound and the write deadline, while relaying
+	watching bool  // watch was started
+	start    time.Time
+	stream   bool
+	id       string
+	buf      []byte
 
 	firstDeltaBy time.Time // the idle bound on the first delta, or zero
 	sessionState []byte    // compact, or nil
@@ -319,10 +331,8 @@ func (x *exchange) relay(req *Request) {
 		ctx, stop = context.WithTimeoutCause(ctx, opts.Timeout, errDeadline)
 		defer stop()
 	}
-	var idle *time.Timer
-	if opts.IdleTimeout > 0 {
-		idle = time.AfterFunc(opts.IdleTimeout, func() { cancel(errIdle) })
-		defer idle.Stop()
+	if x.watching = x.watch.start(opts.IdleTimeout, opts.WriteTimeout, cancel); x.watching {
+		defer x.watch.stop()
 	}
 	var content strings.Builder // the complete answer's content
 	finished := false
@@ -331,8 +341,8 @@ func (x *exchange) relay(req *Request) {
 			x.upstreamFailed(ctx, err)
 			break
 		}
-		if idle != nil {
-			idle.Reset(opts.IdleTimeout)
+		if x.watching {
+			x.watch.progress()
 		}
 		if d.FinishReason == "content_filter" {
 			x.fail = newFailure(CodeContentFilter, errAnswerFiltered)
@@ -431,14 +441,17 @@ func (x *exchange) flush() bool {
 	if len(x.buf) == 0 {
 		return true
 	}
-	x.extendWriteDeadline()
+	if !x.watching || x.watch.deadlineDue() {
+		x.extendWriteDeadline()
+	}
 	_, err := x.w.Write(x.buf)
 	x.buf = x.buf[:0]
-	if err == nil {
-		err = x.rc.Flush()
-		if errors.Is(err, http.ErrNotSupported) {
-			err = nil
-		}
+	switch {
+	case err != nil:
+	case x.flushErr != nil:
+		err = x.flushErr.FlushError()
+	case x.flusher != nil:
+		x.flusher.Flush()
 	}
 	if err != nil {
 		x.clientClosed(err)
@@ -460,8 +473,10 @@ func (x *exchange) clientClosed(err error) {
 	x.fail = &failure{code: codeClientClosed, cause: err}
 }
 
-// extendWriteDeadline gives the next write WriteTimeout to complete, or
-// lifts the server's deadline when there is no bound. A ResponseWriter that
+// extendWriteDeadline gives the writes to come WriteTimeout to complete, and,
+// while the watch runs, a step more, since it is not moved again until the
+// watch's next look: so every write starts with at least WriteTimeout ahead.
+// With no bound, it lifts the server's deadline. A ResponseWriter that
 // cannot set deadlines keeps its own.
 func (x *exchange) extendWriteDeadline() {
 	if x.noDeadlines {
@@ -469,6 +484,9 @@ func (x *exchange) extendWriteDeadline() {
 	}
 	var d time.Time
 	if t := x.h.opts.WriteTimeout; t > 0 {
+		if x.watching {
+			t += x.watch.step
+		}
 		d = time.Now().Add(t)
 	}
 	if err := x.rc.SetWriteDeadline(d); err != nil {
@@ -579,5 +597,24 @@ func (x *exchange) done() {
 
 	if x.h.opts.OnDone != nil {
 		x.h.opts.OnDone(&o)
+	}
+}
+
+// flusherOf returns what flushes w, found once per request (through Unwrap,
+// as http.ResponseController finds it on every call, which costs as much as
+// the rest of the work on a line): a FlushError method, else an
+// http.Flusher, else neither.
+func flusherOf(w http.ResponseWriter) (interface{ FlushError() error }, http.Flusher) {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }:
+			return t, nil
+		case http.Flusher:
+			return nil, t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil, nil
+		}
 	}
 }

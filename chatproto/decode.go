@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -97,10 +98,13 @@ func DecodeRequest(r *http.Request, lim *Limits) (*Request, error) {
 		return nil, errMediaType("Content-Type: missing; want application/json " +
 			"or multipart/form-data")
 	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return nil, errMediaType(fmt.Sprintf("Content-Type: %s cannot be parsed; want "+
-			"application/json or multipart/form-data", quoteShort(ct)))
+	mt, params := ct, map[string]string(nil)
+	if ct != "application/json" { // the usual value needs no parsing
+		var err error
+		if mt, params, err = mime.ParseMediaType(ct); err != nil {
+			return nil, errMediaType(fmt.Sprintf("Content-Type: %s cannot be parsed; "+
+				"want application/json or multipart/form-data", quoteShort(ct)))
+		}
 	}
 
 	body := r.Body
@@ -116,7 +120,7 @@ func DecodeRequest(r *http.Request, lim *Limits) (*Request, error) {
 			return nil, errTooLarge("body: %d bytes, over the limit of %d",
 				r.ContentLength, l.MaxBodyBytes)
 		}
-		b, e := readLimited(body, l.MaxBodyBytes, "body")
+		b, e := readLimited(body, r.ContentLength, l.MaxBodyBytes, "body")
 		if e != nil {
 			return nil, e
 		}
@@ -151,9 +155,23 @@ func checkCharset(where string, params map[string]string) *Error {
 		where, quoteShort(cs)))
 }
 
-// readLimited reads all of r, failing with CodeTooLarge past max bytes.
-func readLimited(r io.Reader, max int64, where string) ([]byte, *Error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
+// preallocMax bounds the buffer readLimited allocates before the bytes
+// arrive, so that a client announcing a large body and sending nothing holds
+// little memory.
+const preallocMax = 64 << 10
+
+// readLimited reads all of r, failing with CodeTooLarge past max bytes. size
+// is the length r announced (Content-Length), or -1: a body of up to
+// preallocMax bytes is then read into one buffer instead of a growing one.
+func readLimited(r io.Reader, size, max int64, where string) ([]byte, *Error) {
+	var b []byte
+	var err error
+	if size >= 0 && size <= min(max, preallocMax) {
+		// The extra byte sees the end without growing the buffer.
+		b, err = readAll(io.LimitReader(r, max+1), make([]byte, 0, size+1))
+	} else {
+		b, err = io.ReadAll(io.LimitReader(r, max+1))
+	}
 	if err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, errTooLarge("%s: larger than the limit of %d bytes", where, mbe.Limit)
@@ -170,6 +188,24 @@ func readLimited(r io.Reader, max int64, where string) ([]byte, *Error) {
 	return b, nil
 }
 
+// readAll appends all of r to b, as io.ReadAll does to an empty slice, growing
+// b only when r holds more than fits.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF { // as io.ReadAll compares, so a wrapped EOF stays an error
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // let append pick the larger size
+		}
+	}
+}
+
 // parseRequest validates and decodes the JSON of a request. where names the
 // JSON's place ("body" or "json part") in messages about the whole value.
 func parseRequest(b []byte, where string, l *Limits) (*Request, *Error) {
@@ -180,27 +216,140 @@ func parseRequest(b []byte, where string, l *Limits) (*Request, *Error) {
 	if raw[0] != '{' {
 		return nil, errInvalid("%s: must be a JSON object, got %s", where, kind(raw))
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return nil, errInvalid("%s: %v", where, err)
-	}
-	if dup, ok := duplicateMember(raw, len(top)); ok {
-		return nil, errInvalid("%s: member %s appears twice", where, quoteShort(dup))
+	var top [3]json.RawMessage // messages, context, sessionState; nil when absent
+	if !knownMembers(raw, &requestMembers, &top) {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, errInvalid("%s: %v", where, err)
+		}
+		if dup, ok := duplicateMember(raw, len(m)); ok {
+			return nil, errInvalid("%s: member %s appears twice", where, quoteShort(dup))
+		}
+		top = [3]json.RawMessage{m["messages"], m["context"], m["sessionState"]}
 	}
 
 	req := &Request{}
-	msgs, e := parseMessages(top, l)
+	msgs, e := parseMessages(top[0], l)
 	if e != nil {
 		return nil, e
 	}
 	req.Messages = msgs
-	if req.Context, e = objectOrNull(top["context"], "context"); e != nil {
-		return nil, e
+	var ok bool
+	if req.Context, ok = objectOrNull(top[1]); !ok {
+		return nil, errInvalid("context: must be an object, got %s", kind(top[1]))
 	}
-	if ss := top["sessionState"]; len(ss) > 0 && !isNull(ss) {
+	if ss := top[2]; len(ss) > 0 && !isNull(ss) {
 		req.SessionState = ss
 	}
 	return req, nil
+}
+
+// The members of a request and of a message that this package reads, in the
+// order knownMembers stores their values.
+var (
+	requestMembers = [3]string{"messages", "context", "sessionState"}
+	messageMembers = [3]string{"role", "content", "context"}
+)
+
+// knownMembers stores in vals[k] the value of the member names[k] of the JSON
+// object obj, which must be well formed, and nil for a member obj lacks. It
+// reports false, leaving vals in an unspecified state, when obj has a member
+// of any other name, a member twice, or a name written with an escape: the
+// caller then decodes obj into a map, which tells those cases apart. The
+// values are slices of obj, as json.Unmarshal would give them, without a copy.
+func knownMembers(obj []byte, names *[3]string, vals *[3]json.RawMessage) bool {
+	i := skipSpace(obj, 1)
+	if obj[i] == '}' {
+		return true
+	}
+	for {
+		end := stringEnd(obj, i+1)
+		name := obj[i+1 : end]
+		k := 0
+		for k < len(names) && string(name) != names[k] {
+			k++
+		}
+		if k == len(names) || vals[k] != nil { // also an escape: no name has '\'
+			return false
+		}
+		i = skipSpace(obj, skipSpace(obj, end+1)+1) // past the colon
+		end = valueEnd(obj, i)
+		vals[k] = obj[i:end:end]
+		i = skipSpace(obj, end)
+		if obj[i] == '}' {
+			return true
+		}
+		i = skipSpace(obj, i+1) // past the comma
+	}
+}
+
+// arrayItems returns the items of the JSON array arr, which must be well
+// formed, as slices of arr.
+func arrayItems(arr []byte) []json.RawMessage {
+	n := 0
+	var items []json.RawMessage
+	for pass := 0; pass < 2; pass++ {
+		i := skipSpace(arr, 1)
+		for arr[i] != ']' {
+			end := valueEnd(arr, i)
+			if items != nil {
+				items[n] = arr[i:end:end]
+			}
+			n++
+			i = skipSpace(arr, end)
+			if arr[i] == ',' {
+				i = skipSpace(arr, i+1)
+			}
+		}
+		if pass == 0 {
+			if n == 0 {
+				return nil
+			}
+			items, n = make([]json.RawMessage, n), 0
+		}
+	}
+	return items
+}
+
+// skipSpace returns the index of the first byte at or after b[i] that is not
+// JSON white space, or len(b).
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the well-formed JSON value that starts
+// at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i+1) + 1
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i+1)
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	// A number, true, false or null: it ends where its delimiter begins.
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ',', ']', '}', ' ', '\t', '\r', '\n':
+			return i
+		}
+	}
+	return i
 }
 
 // utf8BOM is the UTF-8 encoding of U+FEFF, the byte order mark.
@@ -217,6 +366,11 @@ func parseJSONValue(b []byte, where string) (json.RawMessage, *Error) {
 	}
 	if !utf8.Valid(b) {
 		return nil, errJSON("%s: invalid UTF-8 at byte %d", where, invalidUTF8At(b))
+	}
+	if json.Valid(b) {
+		// The usual case, without a copy; the decoder below explains what is
+		// wrong with the others.
+		return bytes.Trim(b, " \t\r\n"), nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	var raw json.RawMessage
@@ -241,19 +395,16 @@ func parseJSONValue(b []byte, where string) (json.RawMessage, *Error) {
 	return raw, nil
 }
 
-// parseMessages validates and decodes the messages member of a request.
-func parseMessages(top map[string]json.RawMessage, l *Limits) ([]Message, *Error) {
-	rawMsgs, ok := top["messages"]
-	if !ok {
+// parseMessages validates and decodes rawMsgs, the messages member of a
+// request (nil when absent).
+func parseMessages(rawMsgs json.RawMessage, l *Limits) ([]Message, *Error) {
+	if rawMsgs == nil {
 		return nil, errInvalid("messages: missing")
 	}
 	if rawMsgs[0] != '[' {
 		return nil, errInvalid("messages: must be an array, got %s", kind(rawMsgs))
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(rawMsgs, &items); err != nil {
-		return nil, errInvalid("messages: %v", err)
-	}
+	items := arrayItems(rawMsgs)
 	if len(items) == 0 {
 		return nil, errInvalid("messages: must not be empty")
 	}
@@ -279,15 +430,19 @@ func parseMessage(i int, item json.RawMessage, l *Limits) (Message, *Error) {
 	if item[0] != '{' {
 		return m, errInvalid("messages[%d]: must be an object, got %s", i, kind(item))
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(item, &fields); err != nil {
-		return m, errInvalid("messages[%d]: %v", i, err)
-	}
-	if dup, ok := duplicateMember(item, len(fields)); ok {
-		return m, errInvalid("messages[%d]: member %s appears twice", i, quoteShort(dup))
+	var f [3]json.RawMessage // role, content, context; nil when absent
+	if !knownMembers(item, &messageMembers, &f) {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(item, &fields); err != nil {
+			return m, errInvalid("messages[%d]: %v", i, err)
+		}
+		if dup, ok := duplicateMember(item, len(fields)); ok {
+			return m, errInvalid("messages[%d]: member %s appears twice", i, quoteShort(dup))
+		}
+		f = [3]json.RawMessage{fields["role"], fields["content"], fields["context"]}
 	}
 
-	role, e := stringField(fields, fmt.Sprintf("messages[%d].role", i), "role")
+	role, e := stringField(f[0], i, "role")
 	if e != nil {
 		return m, e
 	}
@@ -297,7 +452,7 @@ func parseMessage(i int, item json.RawMessage, l *Limits) (Message, *Error) {
 			"assistant or system", i, quoteShort(role))
 	}
 
-	m.Content, e = stringField(fields, fmt.Sprintf("messages[%d].content", i), "content")
+	m.Content, e = stringField(f[1], i, "content")
 	if e != nil {
 		return m, e
 	}
@@ -306,8 +461,11 @@ func parseMessage(i int, item json.RawMessage, l *Limits) (Message, *Error) {
 			i, len(m.Content), l.MaxContentBytes)
 	}
 
-	m.Context, e = objectOrNull(fields["context"], fmt.Sprintf("messages[%d].context", i))
-	return m, e
+	var ok bool
+	if m.Context, ok = objectOrNull(f[2]); !ok {
+		return m, errInvalid("messages[%d].context: must be an object, got %s", i, kind(f[2]))
+	}
+	return m, nil
 }
 
 // duplicateMember reports whether the object obj, decoded into a map of n
@@ -386,32 +544,99 @@ func stringEnd(b []byte, i int) int {
 	}
 }
 
-// stringField returns the string member key of fields, named field in errors.
-func stringField(fields map[string]json.RawMessage, field, key string) (string, *Error) {
-	raw, ok := fields[key]
-	if !ok {
-		return "", errInvalid("%s: missing", field)
+// stringField returns the string raw, the member key of messages[i] (nil
+// when absent).
+func stringField(raw json.RawMessage, i int, key string) (string, *Error) {
+	if raw == nil {
+		return "", errInvalid("messages[%d].%s: missing", i, key)
 	}
 	if raw[0] != '"' {
-		return "", errInvalid("%s: must be a string, got %s", field, kind(raw))
+		return "", errInvalid("messages[%d].%s: must be a string, got %s", i, key, kind(raw))
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", errInvalid("%s: %v", field, err)
-	}
-	return s, nil
+	return unquote(raw), nil
 }
 
-// objectOrNull returns raw when it is an object, nil when it is absent or
-// null, and an error naming field otherwise.
-func objectOrNull(raw json.RawMessage, field string) (json.RawMessage, *Error) {
+// unquote returns the JSON string raw, which must be well formed and valid
+// UTF-8, with its escapes replaced as json.Unmarshal replaces them: a
+// surrogate that is not half of a pair becomes U+FFFD. A string without
+// escapes is copied as it is.
+func unquote(raw []byte) string {
+	s := raw[1 : len(raw)-1]
+	if bytes.IndexByte(s, '\\') < 0 {
+		return string(s)
+	}
+	var b strings.Builder
+	b.Grow(len(s)) // unescaping never lengthens a string
+	for i := 0; i < len(s); {
+		if s[i] != '\\' {
+			n := bytes.IndexByte(s[i:], '\\')
+			if n < 0 {
+				n = len(s) - i
+			}
+			b.Write(s[i : i+n])
+			i += n
+			continue
+		}
+		c := s[i+1]
+		i += 2
+		switch c {
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			r := hex4(s[i : i+4])
+			i += 4
+			if utf16.IsSurrogate(r) {
+				d := utf8.RuneError
+				if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+					d = utf16.DecodeRune(r, hex4(s[i+2:i+6]))
+				}
+				if r = d; d != utf8.RuneError {
+					i += 6 // the pair's second half
+				}
+			}
+			b.WriteRune(r)
+		default: // '"', '\\' or '/'
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// hex4 returns the value of the four hexadecimal digits h.
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c >= 'a':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// objectOrNull returns raw when it is an object and nil when it is absent or
+// null; it reports false for any other value.
+func objectOrNull(raw json.RawMessage) (json.RawMessage, bool) {
 	switch {
 	case len(raw) == 0 || isNull(raw):
-		return nil, nil
+		return nil, true
 	case raw[0] != '{':
-		return nil, errInvalid("%s: must be an object, got %s", field, kind(raw))
+		return nil, false
 	}
-	return raw, nil
+	return raw, true
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }

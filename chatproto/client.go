@@ -77,8 +77,9 @@ func NewClient(endpoint string, opts *ClientOptions) *Client {
 // the body's error in either shape ({"error":{...}} or {"error":"text"}), or
 // CodeHTTPError when the body has none. A 2xx answer that holds an error
 // returns it (with Status 0); one that is not a completion is an *Error with
-// CodeInvalidResponse, and one cut off is an *Error with CodeTruncated. Failures to send the request, and
-// the context ending, are returned wrapped as they are.
+// CodeInvalidResponse, and one cut off is an *Error with CodeTruncated.
+// Failures to send the request, and the context ending, are returned wrapped
+// as they are.
 func (c *Client) Complete(ctx context.Context, req *Request) (*Completion, error) {
 	resp, err := c.post(ctx, c.endpoint, req, "application/json")
 	if err != nil {

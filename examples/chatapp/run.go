@@ -60,40 +60,15 @@ func parseSettings(args []string, getenv func(string) string, production bool,
 	var errs []error
 	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
 	envBool := func(name string) bool {
-		v := env(name)
-		if v == "" {
-			return false
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q is not a boolean (use 1 or 0)", name, v))
-		}
-		return b
+		return envValue(env, &errs, name, false, strconv.ParseBool, "a boolean (use 1 or 0)")
 	}
 	envDuration := func(name string, def time.Duration) time.Duration {
-		v := env(name)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a duration such as 25s", name, v))
-			return def
-		}
-		return d
+		return envValue(env, &errs, name, def, parseNonNegative(time.ParseDuration),
+			"a duration such as 25s")
 	}
-
 	envInt := func(name string, def int) int {
-		v := env(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a whole number such as 2", name, v))
-			return def
-		}
-		return n
+		return envValue(env, &errs, name, def, parseNonNegative(strconv.Atoi),
+			"a whole number such as 2")
 	}
 
 	demo := envBool("SECURECHAT_DEMO")
@@ -172,6 +147,35 @@ func parseSettings(args []string, getenv func(string) string, production bool,
 		}
 	}
 	return s, errors.Join(errs...)
+}
+
+// envValue returns the value of the variable name, read by parse, or def when
+// the variable is not set. A value parse refuses is added to errs, saying it is
+// not what (such as "a duration such as 25s"), and def is returned.
+func envValue[T any](env func(string) string, errs *[]error, name string, def T,
+	parse func(string) (T, error), what string) T {
+	v := env(name)
+	if v == "" {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q is not %s", name, v, what))
+		return def
+	}
+	return x
+}
+
+// parseNonNegative wraps parse to refuse negative values.
+func parseNonNegative[T int | time.Duration](parse func(string) (T, error)) func(
+	string) (T, error) {
+	return func(v string) (T, error) {
+		x, err := parse(v)
+		if err == nil && x < 0 {
+			err = errors.New("negative")
+		}
+		return x, err
+	}
 }
 
 // run is the whole command. It returns the process's exit status.

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/aoaiblocks/securechat/aoaitest"
 	"github.com/aoaiblocks/securechat/chatproto"
+	"github.com/aoaiblocks/securechat/internal/testlog"
 	"github.com/aoaiblocks/securechat/keyless"
 	"github.com/aoaiblocks/securechat/stream"
 )
@@ -41,22 +41,7 @@ var apiStyles = []struct{ name, version string }{
 }
 
 // logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testlog.Buffer }
 
 // last returns the last log line, decoded.
 func (l *logBuffer) last(t *testing.T) map[string]any {

@@ -291,15 +291,7 @@ func TestClientStream(t *testing.T) {
 				}
 				return
 			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v (%T), want an *Error", err, err)
-			}
-			e2 := *e
-			e2.Err = nil
-			if diff := cmp.Diff(*tt.wantErr, e2); diff != "" {
-				t.Errorf("error (-want +got):\n%s", diff)
-			}
+			checkProtocolError(t, err, tt.wantErr)
 		})
 	}
 }
@@ -477,15 +469,7 @@ func TestClientComplete(t *testing.T) {
 				}
 				return
 			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v (%T), want an *Error", err, err)
-			}
-			e2 := *e
-			e2.Err = nil
-			if diff := cmp.Diff(*tt.wantErr, e2); diff != "" {
-				t.Errorf("error (-want +got):\n%s", diff)
-			}
+			checkProtocolError(t, err, tt.wantErr)
 		})
 	}
 }
@@ -585,5 +569,20 @@ func TestLineReaderSplitsLines(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int{2, 4, 6}, nums); diff != "" {
 		t.Errorf("line numbers (-want +got):\n%s", diff)
+	}
+}
+
+// checkProtocolError fails t unless err holds an *Error equal to want, its
+// private cause aside.
+func checkProtocolError(t *testing.T, err error, want *Error) {
+	t.Helper()
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v (%T), want an *Error", err, err)
+	}
+	got := *e
+	got.Err = nil
+	if diff := cmp.Diff(*want, got); diff != "" {
+		t.Errorf("error (-want +got):\n%s", diff)
 	}
 }
